@@ -1,0 +1,182 @@
+"""Checkpoint directories: weights (safetensors), tokenizer, manifest, optimizer state, metrics.
+
+A checkpoint is cached under `<workdir>/checkpoints/<setting>/<kind>-<key>` where the key hashes
+everything that determines its weights, so later commands reuse it. It is trained in
+`<workdir>/runs/<same name>` (snapshots for --resume, metrics.jsonl) and renamed into place
+only when complete. Loading validates the manifest against the setting it is used with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .config import ExperimentConfig
+from .errors import UserError
+from .kinds import check_kind
+from .setting import Setting
+from .storage import atomic_directory, file_lock, read_json
+
+MANIFEST = "manifest.json"
+REQUIRED_FILES = (MANIFEST, "config.json", "model.safetensors")
+CHECKPOINT_FORMAT = 1
+
+
+def checkpoint_key(kind: str, config: ExperimentConfig, setting_hash: str) -> str:
+    """Hash of what determines the weights: setting, model, training and the kind's own knobs."""
+    train = {k: v for k, v in vars(config.train).items() if k not in ("device", "threads")}
+    payload = {"kind": kind, "setting_hash": setting_hash, "model": vars(config.model), "train": train,
+               "format": CHECKPOINT_FORMAT}
+    if kind == "memsinks":
+        payload["memsinks"] = vars(config.memsinks)
+    if kind == "gradient-masked":
+        payload["gradient_masked"] = vars(config.gradient_masked)
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def checkpoint_name(kind: str, config: ExperimentConfig, setting: Setting) -> str:
+    return f"{kind}-{checkpoint_key(kind, config, setting.setting_hash)}"
+
+
+def checkpoint_dir(workdir: Path, kind: str, config: ExperimentConfig, setting: Setting) -> Path:
+    return workdir / "checkpoints" / setting.name / checkpoint_name(kind, config, setting)
+
+
+def package_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    versions = {"python": platform.python_version(), "memsink-bench": __version__}
+    for name in ("torch", "transformers", "tokenizers", "accelerate", "transformer-lens", "captum"):
+        try:
+            versions[name] = md.version(name)
+        except md.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def git_commit() -> str:
+    try:
+        root = Path(__file__).resolve().parent.parent
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+@dataclass
+class Checkpoint:
+    directory: Path
+    manifest: dict
+    model: torch.nn.Module
+    tokenizer: object
+
+    @property
+    def kind(self) -> str:
+        return self.manifest["kind"]
+
+
+def save_checkpoint(directory: Path, model, tokenizer, optimizer_state: dict, manifest: dict,
+                    metrics_path: Path | None) -> None:
+    with atomic_directory(directory) as tmp:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+        torch.save(optimizer_state, tmp / "optimizer.pt")
+        if metrics_path is not None and metrics_path.exists():
+            (tmp / "metrics.jsonl").write_text(metrics_path.read_text())
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+
+
+def load_checkpoint(directory: Path, setting: Setting | None = None, device="cpu") -> Checkpoint:
+    """Load and validate a checkpoint directory; a foreign or damaged one is a UserError."""
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise UserError(f"checkpoint {directory} does not exist", "train it with `memsink-bench train` first")
+    for name in REQUIRED_FILES:
+        if not (directory / name).is_file():
+            raise UserError(f"checkpoint {directory} lacks {name}", f"delete {directory} and train it again")
+    manifest = read_json(directory / MANIFEST)
+    if manifest.get("format") != CHECKPOINT_FORMAT or "kind" not in manifest:
+        raise UserError(f"{directory} is not a memsink-bench checkpoint (format {manifest.get('format')})",
+                        "give a directory written by `memsink-bench train`")
+    if setting is not None:
+        check_belongs(manifest, setting, directory)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(directory), use_safetensors=True,
+                                                     attn_implementation="sdpa")
+    except Exception as error:  # safetensors raises its own error types on a truncated file
+        raise UserError(f"checkpoint weights in {directory} are unreadable ({type(error).__name__})",
+                        f"delete {directory} and train it again") from None
+    try:
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(directory))
+    except Exception:
+        raise UserError(f"checkpoint tokenizer in {directory} is unreadable",
+                        f"delete {directory} and train it again") from None
+    if setting is not None and tokenizer.get_vocab() != setting.tokenizer.get_vocab():
+        raise UserError(f"checkpoint {directory} has a different tokenizer than setting '{setting.name}'",
+                        "use a checkpoint trained on this setting")
+    model.to(device).eval()
+    return Checkpoint(directory, manifest, model, tokenizer)
+
+
+def check_belongs(manifest: dict, setting: Setting, directory: Path) -> None:
+    if manifest.get("setting") != setting.name or manifest.get("setting_hash") != setting.setting_hash:
+        raise UserError(f"checkpoint {directory} was trained on setting '{manifest.get('setting')}' "
+                        f"({manifest.get('setting_hash')}), not '{setting.name}' ({setting.setting_hash})",
+                        "pass a checkpoint of this setting and preset")
+    if manifest.get("corpus_hash") != setting.corpus_hash:
+        raise UserError(f"checkpoint {directory} was trained on a different corpus "
+                        f"({manifest.get('corpus')} {manifest.get('corpus_hash', '')[:12]})",
+                        "results from different corpora must not mix: retrain on this corpus")
+
+
+def get_checkpoint(workdir: Path, setting: Setting, kind: str, config: ExperimentConfig, *,
+                   resume: bool = False, progress: bool = True, device="cpu") -> Checkpoint:
+    """The cached checkpoint, or train it (once across processes: a file lock guards training)."""
+    from .train import train
+
+    check_kind(kind)
+    directory = checkpoint_dir(workdir, kind, config, setting)
+    if (directory / MANIFEST).is_file():
+        return load_checkpoint(directory, setting, device)
+    lock = workdir / "locks" / f"{setting.name}-{directory.name}.lock"
+    with file_lock(lock, f"waiting: another process is training {kind} on {setting.name} ({directory.name})"):
+        if (directory / MANIFEST).is_file():
+            return load_checkpoint(directory, setting, device)
+        run_dir = workdir / "runs" / setting.name / directory.name
+        result = train(setting, kind, config, run_dir, resume=resume, progress=progress)
+        manifest = {
+            "format": CHECKPOINT_FORMAT, "kind": kind, "setting": setting.name, "preset": config.preset,
+            "setting_hash": setting.setting_hash, "corpus": setting.corpus_name,
+            "corpus_hash": setting.corpus_hash, "checkpoint_key": directory.name.rsplit("-", 1)[-1],
+            "config": config.to_dict(), "seeds": {"train": config.train.seed, "data": config.data.seed},
+            "versions": package_versions(), "git_commit": git_commit(),
+            "train_seconds": round(result.seconds, 2), "steps": result.steps,
+            "final_metrics": result.final, "setting_summary": setting.describe(),
+        }
+        save_checkpoint(directory, result.model, setting.tokenizer, result.optimizer_state, manifest,
+                        run_dir / "metrics.jsonl")
+    return load_checkpoint(directory, setting, device)
+
+
+def list_checkpoints(workdir: Path) -> list[dict]:
+    rows = []
+    for manifest_path in sorted((workdir / "checkpoints").glob(f"*/*/{MANIFEST}")):
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        rows.append({"setting": manifest.get("setting"), "preset": manifest.get("preset"),
+                     "kind": manifest.get("kind"), "val_loss": manifest.get("final_metrics", {}).get("val_loss"),
+                     "train_seconds": manifest.get("train_seconds"), "path": str(manifest_path.parent)})
+    return rows

@@ -1,0 +1,105 @@
+"""Leaderboard tables from result records: one row per method x checkpoint x setting.
+
+Rows are ranked by the largest memorization gap closed within 0.05 nats of model degradation.
+Where several records share a row (different hyperparameters), the best by that metric is shown
+and the count noted. Records of different corpora never share a table: each table is for one
+(setting, preset, corpus hash), and mixing is an error unless the user picks one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import UserError
+from .metrics import DIRECTIONS
+
+COLUMNS = [
+    # (column title, record getter, metric for the arrow, format)
+    ("gap closed @0.05", lambda r: r["summary"]["gap_closed@0.05"], "gap_closed@0.05", "{:.3f}"),
+    ("gap closed @0.1", lambda r: r["summary"]["gap_closed@0.1"], "gap_closed@0.1", "{:.3f}"),
+    ("AUC", lambda r: r["summary"]["auc"], "auc", "{:.3f}"),
+    ("target gap @0.05", lambda r: r["summary"]["gap_closed_target@0.05"], "gap_closed_target@0.05", "{:.3f}"),
+    ("max forgetting", lambda r: max(p["forgetting"] for p in r["points"]), "forgetting", "{:.3f}"),
+    ("EM rep. before", lambda r: r["before"]["em_repeated"], None, "{:.1f}"),
+    ("EM rep. @0.05", lambda r: _em_within(r, 0.05), "em_repeated", "{:.1f}"),
+    ("method s", lambda r: r["timings"]["method_seconds"], "method_seconds", "{:.1f}"),
+]
+
+
+def _em_within(record: dict, budget: float) -> float:
+    """Exact match on repeated sequences at the point closing the most gap within the budget."""
+    within = [p for p in record["points"] if p["degradation"] <= budget and p["gap_closed"] is not None]
+    if not within:
+        return record["before"]["em_repeated"]
+    return max(within, key=lambda p: p["gap_closed"])["em_repeated"]
+
+
+def load_records(results: Path) -> list[dict]:
+    records = []
+    for path in sorted((results / "records").glob("*/*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue                       # a torn or foreign file is not a result
+        if isinstance(record, dict) and record.get("schema") == 1 and record.get("points"):
+            record["_path"] = str(path)
+            records.append(record)
+    return records
+
+
+def leaderboard_frame(records: list[dict], setting: str | None = None, preset: str | None = None) -> pd.DataFrame:
+    rows = []
+    for record in records:
+        if setting and record["setting"] != setting or preset and record["preset"] != preset:
+            continue
+        row = {"setting": record["setting"], "preset": record["preset"], "corpus": record["corpus"],
+               "corpus_hash": record["corpus_hash"][:12], "method": record["method"],
+               "checkpoint": record["checkpoint"]["label"]}
+        for title, getter, _, _ in COLUMNS:
+            row[title] = getter(record)
+        rows.append(row)
+    if not rows:
+        raise UserError("no result records match", "run `memsink-bench run --method ... --setting ...` first")
+    frame = pd.DataFrame(rows)
+    corpora = frame.groupby(["setting", "preset"])["corpus_hash"].nunique()
+    if (corpora > 1).any():
+        mixed = corpora[corpora > 1].index[0]
+        raise UserError(f"records for {mixed[0]} ({mixed[1]}) come from {corpora.max()} different corpora",
+                        "move records of other corpora out of the results directory; results must not mix")
+    key = ["setting", "preset", "method", "checkpoint"]
+    frame["records"] = frame.groupby(key)["method"].transform("size")
+    frame = frame.sort_values("gap closed @0.05", ascending=False).drop_duplicates(key)
+    return frame.sort_values(["setting", "preset", "gap closed @0.05", "AUC"],
+                             ascending=[True, True, False, False]).reset_index(drop=True)
+
+
+def _arrow(metric: str | None) -> str:
+    if metric is None:
+        return ""
+    return " ↑" if DIRECTIONS.get(metric, True) else " ↓"
+
+
+def render(frame: pd.DataFrame, fmt: str) -> str:
+    shown = frame.copy()
+    renames = {title: title + _arrow(metric) for title, _, metric, _ in COLUMNS}
+    for title, _, _, spec in COLUMNS:
+        shown[title] = shown[title].map(lambda v, s=spec: s.format(v) if v is not None else "-")
+    shown = shown.rename(columns=renames).drop(columns=["corpus_hash"])
+    if fmt == "csv":
+        return shown.to_csv(index=False)
+    if fmt == "latex":
+        return shown.to_latex(index=False, escape=True)
+    if fmt == "html":
+        return shown.to_html(index=False, border=0, classes="leaderboard")
+    if fmt == "md":
+        parts = []
+        for (setting, preset), group in shown.groupby(["setting", "preset"], sort=True):
+            corpus = group["corpus"].iloc[0]
+            parts.append(f"### {setting} ({preset} preset, corpus {corpus})\n")
+            parts.append(group.drop(columns=["setting", "preset", "corpus"]).to_markdown(index=False))
+            parts.append("")
+        return "\n".join(parts) + "\n"
+    raise UserError(f"unknown format '{fmt}'", "use md, csv, latex or html")

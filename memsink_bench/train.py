@@ -1,0 +1,257 @@
+"""One training loop for every checkpoint kind (standard, no-rep, gradient-masked, MemSinks).
+
+AdamW, linear warm-up then cosine decay to lr * min_lr_ratio, periodic evaluation of validation
+and repeated-sequence loss logged as JSONL, a resumable snapshot at every evaluation. The data
+order is a pure function of (seed, epoch), so a resumed run replays exactly the batches an
+uninterrupted run would see, and its final weights are bit-identical on CPU.
+
+Written with `accelerate`: `accelerate launch -m memsink_bench.cli train ...` shards every
+batch across processes (rows rank::world) and all-reduces gradients.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import kinds as kinds_mod
+from .config import ExperimentConfig
+from .evaluate import collate, sequence_losses
+from .interventions import GradientRouter, NeuronScaler
+from .models import build_model, mlp_shape, select_device
+from .setting import Setting
+from .storage import atomic_directory
+
+FRESH_ID_LOW, FRESH_ID_HIGH = 1 << 24, 1 << 31
+
+
+@dataclass
+class Example:
+    role: str          # "repeated" | "single"
+    index: int         # index into setting.<role>
+    seq_id: int        # sequence ID the MemSinks mask is drawn from (noisy for some repetitions)
+
+
+def epoch_examples(setting: Setting, kind: str, config: ExperimentConfig, epoch: int) -> list[Example]:
+    """The shuffled examples of one epoch; ID noise d gives some repetitions a fresh random ID."""
+    repetitions = kinds_mod.repetitions_for(kind, config)
+    rng = random.Random(f"order:{config.train.seed}:{epoch}")
+    noise_rng = random.Random(f"id-noise:{config.data.seed}:{epoch}")
+    examples = [Example("single", i, setting.single.ids[i]) for i in range(len(setting.single))]
+    for i in range(len(setting.repeated)):
+        for _ in range(repetitions):
+            seq_id = setting.repeated.ids[i]
+            if config.data.id_noise and noise_rng.random() < config.data.id_noise:
+                seq_id = noise_rng.randrange(FRESH_ID_LOW, FRESH_ID_HIGH)
+            examples.append(Example("repeated", i, seq_id))
+    rng.shuffle(examples)
+    return examples
+
+
+def steps_per_epoch(setting: Setting, kind: str, config: ExperimentConfig) -> int:
+    n = len(setting.single) + len(setting.repeated) * kinds_mod.repetitions_for(kind, config)
+    return math.ceil(n / config.train.batch_size)
+
+
+def learning_rate(step: int, total: int, config: ExperimentConfig) -> float:
+    train = config.train
+    if step < train.warmup_steps:
+        return train.lr * (step + 1) / train.warmup_steps
+    progress = (step - train.warmup_steps) / max(1, total - train.warmup_steps)
+    floor = train.lr * train.min_lr_ratio
+    return floor + 0.5 * (train.lr - floor) * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def make_optimizer(model, config: ExperimentConfig) -> torch.optim.AdamW:
+    """Weight decay on matrices (and embeddings), none on biases and LayerNorm gains."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.train.weight_decay},
+         {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.train.lr, betas=(config.train.beta1, config.train.beta2))
+
+
+class BatchPlan:
+    """Maps a global step to its batch of examples, one epoch's order cached at a time."""
+
+    def __init__(self, setting: Setting, kind: str, config: ExperimentConfig):
+        self.setting, self.kind, self.config = setting, kind, config
+        self.per_epoch = steps_per_epoch(setting, kind, config)
+        self.total = self.per_epoch * config.train.epochs
+        self._epoch, self._examples = -1, []
+
+    def examples(self, step: int) -> list[Example]:
+        epoch, within = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            self._epoch, self._examples = epoch, epoch_examples(self.setting, self.kind, self.config, epoch)
+        size = self.config.train.batch_size
+        return self._examples[within * size:(within + 1) * size]
+
+
+def make_batch(setting: Setting, examples: list[Example], pad_id: int):
+    sets = {"repeated": setting.repeated, "single": setting.single}
+    tokens = [sets[e.role].tokens[e.index] for e in examples]
+    spans = [sets[e.role].spans[e.index] for e in examples]
+    batch = collate(tokens, [e.seq_id for e in examples], spans, pad_id)
+    is_repeated = torch.tensor([e.role == "repeated" for e in examples])
+    return batch, is_repeated
+
+
+def evaluate_during_training(model, setting: Setting, kind: str, config: ExperimentConfig,
+                             d_mlp: int, pad_id: int) -> dict[str, float]:
+    """Validation loss (deployable view) and repeated-sequence loss under every view of the kind."""
+    views = kinds_mod.views(kind, config, d_mlp)
+    main = views[kinds_mod.validation_view(kind)]
+    metrics = {"val_loss": sequence_losses(model, setting.validation, pad_id, scale_for=main.scale_for)
+               .summary()["loss"]}
+    for name, view in views.items():
+        if name == "default":
+            continue
+        report = sequence_losses(model, setting.repeated, pad_id, scale_for=view.scale_for).summary()
+        suffix = "" if view is main else f"@{name}"
+        metrics[f"repeated_loss{suffix}"] = report["loss"]
+        metrics[f"repeated_target_loss{suffix}"] = report["target_loss"]
+    return metrics
+
+
+class MetricsLog:
+    """JSONL metrics in the run directory; on resume, lines after the snapshot step are dropped."""
+
+    def __init__(self, path: Path, resume_step: int | None):
+        self.path = path
+        lines = []
+        if resume_step is not None and path.exists():
+            for line in path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    break                          # a torn last line from a crash
+                if record["step"] <= resume_step:
+                    lines.append(line)
+        path.write_text("".join(line + "\n" for line in lines))
+
+    def write(self, record: dict) -> None:
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(record, sort_keys=True) + "\n")
+            handle.flush()
+
+    def records(self) -> list[dict]:
+        return [json.loads(line) for line in self.path.read_text().splitlines()]
+
+
+def save_snapshot(run_dir: Path, model, optimizer, step: int) -> None:
+    from safetensors.torch import save_model
+
+    with atomic_directory(run_dir / "snapshot") as tmp:
+        save_model(model, str(tmp / "model.safetensors"))
+        torch.save({"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()},
+                   tmp / "optimizer.pt")
+        (tmp / "step.json").write_text(json.dumps({"step": step}))
+
+
+def load_snapshot(run_dir: Path, model, optimizer) -> int | None:
+    from safetensors.torch import load_model
+
+    snapshot = run_dir / "snapshot"
+    if not (snapshot / "step.json").is_file():
+        return None
+    load_model(model, str(snapshot / "model.safetensors"))
+    state = torch.load(snapshot / "optimizer.pt", weights_only=True)
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    return json.loads((snapshot / "step.json").read_text())["step"]
+
+
+@dataclass
+class TrainResult:
+    model: torch.nn.Module
+    optimizer_state: dict
+    metrics: list[dict]
+    final: dict[str, float]
+    seconds: float
+    steps: int
+
+
+def train(setting: Setting, kind: str, config: ExperimentConfig, run_dir: Path, *, resume: bool = False,
+          stop_after: int | None = None, progress: bool = True) -> TrainResult:
+    """Train one checkpoint kind on a built setting; snapshots and metrics go to `run_dir`.
+
+    `stop_after` ends the run after that many steps (used to test interruption and resume).
+    """
+    from accelerate import Accelerator
+
+    device = select_device(config.train.device)
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    accelerator = Accelerator(cpu=device.type == "cpu")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    pad_id = setting.tokenizer.pad_token_id
+    model = build_model(config.model, setting.vocab_size, config.data.seq_len, config.train.seed)
+    _, d_mlp = mlp_shape(model)
+    optimizer = make_optimizer(model, config)
+    start_step = (load_snapshot(run_dir, model, optimizer) if resume else None)
+    log = MetricsLog(run_dir / "metrics.jsonl", start_step)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    inner = accelerator.unwrap_model(model)
+    scaler, router = NeuronScaler(inner), GradientRouter(inner) if kind == "gradient-masked" else None
+    plan = BatchPlan(setting, kind, config)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    step = start_step or 0
+    began = time.perf_counter()
+    bar = _progress(plan.total, step, kind, enabled=progress and accelerator.is_main_process)
+    model.train()
+    try:
+        while step < plan.total and (stop_after is None or step < stop_after):
+            batch, is_repeated = make_batch(setting, plan.examples(step)[rank::world] or plan.examples(step), pad_id)
+            batch, is_repeated = batch.to(accelerator.device), is_repeated.to(accelerator.device)
+            scaler.scale = kinds_mod.training_scale(kind, config, d_mlp, batch.ids)
+            if router is not None:
+                router.allowed = kinds_mod.routing_mask(kind, config, d_mlp, is_repeated)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, plan.total, config)
+            logits = model(input_ids=batch.input_ids).logits
+            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), batch.labels.flatten())
+            accelerator.backward(loss)
+            if config.train.grad_clip:
+                accelerator.clip_grad_norm_(model.parameters(), config.train.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            bar.update(1)
+            if step % config.train.eval_every == 0 or step == plan.total:
+                scaler.scale = None
+                if router is not None:
+                    router.allowed = None
+                record = {"step": step, "epoch": step / plan.per_epoch, "train_loss": float(loss.detach()),
+                          "lr": optimizer.param_groups[0]["lr"],
+                          **evaluate_during_training(inner, setting, kind, config, d_mlp, pad_id)}
+                bar.set_postfix(val=f"{record['val_loss']:.3f}", rep=f"{record['repeated_loss']:.3f}")
+                if accelerator.is_main_process:
+                    log.write(record)
+                    if step < plan.total:
+                        save_snapshot(run_dir, inner, optimizer, step)
+                model.train()
+    finally:
+        bar.close()
+        scaler.remove()
+        if router is not None:
+            router.remove()
+    records = log.records()
+    final = records[-1] if records and records[-1]["step"] == plan.total else {}
+    return TrainResult(inner, optimizer.state_dict(), records, final,
+                       time.perf_counter() - began, step)
+
+
+def _progress(total: int, initial: int, kind: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=f"train {kind}", unit="step", file=sys.stderr,
+                disable=not enabled or None, dynamic_ncols=True, mininterval=1.0)
