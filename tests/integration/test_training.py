@@ -1,0 +1,88 @@
+"""Every checkpoint kind trains at the smoke preset; an interrupted run resumes bit for bit."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from memsink_bench.checkpoints import get_checkpoint, load_checkpoint
+from memsink_bench.config import load_config
+from memsink_bench.errors import UserError
+from memsink_bench.train import train
+
+KINDS = ["standard", "standard-no-rep", "gradient-masked", "memsinks"]
+
+
+@pytest.fixture(scope="module")
+def trained(smoke_setting, smoke_config, session_workdir):
+    return {kind: get_checkpoint(session_workdir, smoke_setting, kind, smoke_config, progress=False)
+            for kind in KINDS}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_kind_trains_and_its_losses_fall(trained, kind):
+    metrics = [json.loads(line) for line in (trained[kind].directory / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == sorted({m["step"] for m in metrics})
+    first, last = metrics[0], metrics[-1]
+    assert last["val_loss"] < first["val_loss"] - 0.1
+    assert last["repeated_loss"] < first["repeated_loss"] - 0.1
+    manifest = trained[kind].manifest
+    assert manifest["kind"] == kind and len(manifest["corpus_hash"]) == 64
+    assert manifest["final_metrics"]["step"] == manifest["steps"]
+    for name in ("torch", "transformers"):
+        assert manifest["versions"][name] != "absent"
+
+
+def test_no_rep_trains_fewer_steps_than_standard(trained):
+    assert trained["standard-no-rep"].manifest["steps"] < trained["standard"].manifest["steps"]
+
+
+def test_kind_views_are_logged(trained):
+    memsinks = trained["memsinks"].manifest["final_metrics"]
+    assert {"repeated_loss@own", "repeated_loss@mean", "repeated_loss@drop-unscaled"} <= set(memsinks)
+    masked = trained["gradient-masked"].manifest["final_metrics"]
+    assert "repeated_loss@keep-all" in masked
+
+
+def test_checkpoint_is_reused_not_retrained(trained, smoke_setting, smoke_config, session_workdir):
+    again = get_checkpoint(session_workdir, smoke_setting, "standard", smoke_config, progress=False)
+    assert again.directory == trained["standard"].directory
+    assert again.manifest["train_seconds"] == trained["standard"].manifest["train_seconds"]
+
+
+@pytest.mark.parametrize("kind", ["standard", "memsinks", "gradient-masked"])
+def test_interrupted_run_resumed_equals_uninterrupted(smoke_setting, tmp_path, kind):
+    config = load_config("ts-canary", "smoke", ["train.eval_every=7"])
+    full = train(smoke_setting, kind, config, tmp_path / "full", progress=False)
+    train(smoke_setting, kind, config, tmp_path / "cut", stop_after=16, progress=False)
+    resumed = train(smoke_setting, kind, config, tmp_path / "cut", resume=True, progress=False)
+    for name, tensor in full.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+    steps = [m["step"] for m in resumed.metrics]
+    assert steps == [m["step"] for m in full.metrics]           # no duplicate or missing log lines
+
+
+def test_foreign_checkpoint_is_refused(trained, session_workdir):
+    from memsink_bench.setting import get_setting
+
+    other = load_config("ts-repetition", "smoke")
+    other_setting = get_setting(other.setting, other.data, session_workdir)
+    with pytest.raises(UserError, match="trained on setting 'ts-canary'"):
+        load_checkpoint(trained["standard"].directory, other_setting)
+
+
+def test_truncated_weights_are_a_clear_error(trained, smoke_setting, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(trained["standard"].directory, broken)
+    data = (broken / "model.safetensors").read_bytes()
+    (broken / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserError, match="unreadable"):
+        load_checkpoint(broken, smoke_setting)
+
+
+def test_saved_weights_are_safetensors(trained):
+    state = load_file(str(trained["standard"].directory / "model.safetensors"))
+    assert any(name.endswith("mlp.c_fc.weight") for name in state)
