@@ -202,3 +202,14 @@ def test_help_has_examples(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "memsink-bench run --method ig --setting ts-canary" in capsys.readouterr().out
+
+
+def test_the_example_plugin_runs_through_the_cli(cli, monkeypatch):
+    """CI installs examples/example-plugin; this runs it the way the README says."""
+    pytest.importorskip("memsink_bench_example")
+    monkeypatch.setattr(registry_module, "_REGISTRY", None)
+    code, out, _ = cli("ls", "methods", results_dir=None)
+    assert "activation-contrast" in out and "plugin memsink-bench-example-plugin" in out
+    code, out, err = cli("run", "--method", "activation-contrast", *SMOKE, "--set", "sweep.ratios=[0.05]")
+    assert code == 0, err
+    assert json.loads(_records(cli.results)[0].read_text())["method"] == "activation-contrast"
