@@ -8,9 +8,12 @@ only when complete. Loading validates the manifest against the setting it is use
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import json
 import platform
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,12 +152,18 @@ def get_checkpoint(workdir: Path, setting: Setting, kind: str, config: Experimen
     directory = checkpoint_dir(workdir, kind, config, setting)
     if (directory / MANIFEST).is_file():
         return load_checkpoint(directory, setting, device)
+    rank, world = _launch_rank()
     lock = workdir / "locks" / f"{setting.name}-{directory.name}.lock"
-    with file_lock(lock, f"waiting: another process is training {kind} on {setting.name} ({directory.name})"):
+    message = f"waiting: another process is training {kind} on {setting.name} ({directory.name})"
+    # under `accelerate launch` the ranks train together: a lock would deadlock them
+    with (contextlib.nullcontext() if world > 1 else file_lock(lock, message)):
         if (directory / MANIFEST).is_file():
             return load_checkpoint(directory, setting, device)
         run_dir = workdir / "runs" / setting.name / directory.name
         result = train(setting, kind, config, run_dir, resume=resume, progress=progress)
+        if rank != 0:
+            torch.distributed.barrier()                        # wait for rank 0 to save
+            return load_checkpoint(directory, setting, device)
         manifest = {
             "format": CHECKPOINT_FORMAT, "kind": kind, "setting": setting.name, "preset": config.preset,
             "setting_hash": setting.setting_hash, "corpus": setting.corpus_name,
@@ -166,7 +175,15 @@ def get_checkpoint(workdir: Path, setting: Setting, kind: str, config: Experimen
         }
         save_checkpoint(directory, result.model, setting.tokenizer, result.optimizer_state, manifest,
                         run_dir / "metrics.jsonl")
+        shutil.rmtree(run_dir / "snapshot", ignore_errors=True)    # the checkpoint supersedes it
+        if world > 1:
+            torch.distributed.barrier()
     return load_checkpoint(directory, setting, device)
+
+
+def _launch_rank() -> tuple[int, int]:
+    """(rank, world size) when started by `accelerate launch` / torchrun, else (0, 1)."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
 def list_checkpoints(workdir: Path) -> list[dict]:

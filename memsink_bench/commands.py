@@ -112,7 +112,8 @@ def _register_run(sub, common) -> None:
                "  memsink-bench run --method ./my_method.py:MyLocalizer --setting ts-canary\n"
                "method hyperparameters: --set method.NAME=VALUE; knob grid: --set sweep.ratios=[...] or sweep.steps=[...]")
     common(run)
-    run.add_argument("--method", required=True, help="a name from `memsink-bench ls methods`, or FILE.py:Class")
+    run.add_argument("--method", required=True,
+                     help="a name from `memsink-bench ls methods`, FILE.py:Class, or `all` (every built-in)")
     run.add_argument("--checkpoint", default=None,
                      help="KIND[:VIEW] (standard, standard-no-rep, gradient-masked, memsinks) or a checkpoint "
                           "directory; default: standard (training-time methods: their own kind)")
@@ -132,23 +133,31 @@ def _register_run(sub, common) -> None:
 @handler("run")
 def cmd_run(args) -> int:
     from .leaderboard import leaderboard_frame, render
-    from .methods.registry import registry
+    from .methods.registry import BUILTINS, registry
     from .run import run_method
     from .storage import check_writable
 
     config_overrides, method_overrides = _split_method_overrides(args.overrides)
     args.overrides = config_overrides
-    registry().get(args.method).load()          # an unknown method fails before any training
+    methods = list(BUILTINS) if args.method == "all" else [args.method]
+    if args.method == "all" and (method_overrides or args.checkpoint):
+        raise UserError("--method all takes no method.*/sweep.* overrides or --checkpoint",
+                        "run single methods to change their settings")
+    for name in methods:
+        registry().get(name).load()             # an unknown method fails before any training
     check_writable(args.results)
     config, setting = prepare(args)
-    record, path, computed = run_method(
-        method_spec=args.method, config=config, setting=setting, workdir=args.workdir, results=args.results,
-        checkpoint_spec=args.checkpoint, method_overrides=method_overrides, force=args.force,
-        progress=not args.quiet, seed=args.seed)
-    status = "wrote" if computed else "reused (pass --force to recompute)"
-    print(f"{status} {path}", file=sys.stderr)
-    print(_points_table(record))
-    print(render(leaderboard_frame([record]), "md"))
+    records = []
+    for name in methods:
+        record, path, computed = run_method(
+            method_spec=name, config=config, setting=setting, workdir=args.workdir, results=args.results,
+            checkpoint_spec=args.checkpoint, method_overrides=method_overrides, force=args.force,
+            progress=not args.quiet, seed=args.seed)
+        status = "wrote" if computed else "reused (pass --force to recompute)"
+        print(f"{status} {path}", file=sys.stderr)
+        print(_points_table(record))
+        records.append(record)
+    print(render(leaderboard_frame(records), "md"))
     return 0
 
 

@@ -198,7 +198,8 @@ def train(setting: Setting, kind: str, config: ExperimentConfig, run_dir: Path, 
     _, d_mlp = mlp_shape(model)
     optimizer = make_optimizer(model, config)
     start_step = (load_snapshot(run_dir, model, optimizer) if resume else None)
-    log = MetricsLog(run_dir / "metrics.jsonl", start_step)
+    main_process = accelerator.is_main_process
+    log = MetricsLog(run_dir / "metrics.jsonl", start_step) if main_process else None
     model, optimizer = accelerator.prepare(model, optimizer)
     inner = accelerator.unwrap_model(model)
     scaler, router = NeuronScaler(inner), GradientRouter(inner) if kind == "gradient-masked" else None
@@ -206,7 +207,7 @@ def train(setting: Setting, kind: str, config: ExperimentConfig, run_dir: Path, 
     rank, world = accelerator.process_index, accelerator.num_processes
     step = start_step or 0
     began = time.perf_counter()
-    bar = _progress(plan.total, step, kind, enabled=progress and accelerator.is_main_process)
+    bar = _progress(plan.total, step, kind, enabled=progress and main_process)
     model.train()
     try:
         while step < plan.total and (stop_after is None or step < stop_after):
@@ -234,7 +235,7 @@ def train(setting: Setting, kind: str, config: ExperimentConfig, run_dir: Path, 
                           "lr": optimizer.param_groups[0]["lr"],
                           **evaluate_during_training(inner, setting, kind, config, d_mlp, pad_id)}
                 bar.set_postfix(val=f"{record['val_loss']:.3f}", rep=f"{record['repeated_loss']:.3f}")
-                if accelerator.is_main_process:
+                if main_process:
                     log.write(record)
                     if step < plan.total:
                         save_snapshot(run_dir, inner, optimizer, step)
@@ -244,7 +245,7 @@ def train(setting: Setting, kind: str, config: ExperimentConfig, run_dir: Path, 
         scaler.remove()
         if router is not None:
             router.remove()
-    records = log.records()
+    records = log.records() if main_process else []
     final = records[-1] if records and records[-1]["step"] == plan.total else {}
     return TrainResult(inner, optimizer.state_dict(), records, final,
                        time.perf_counter() - began, step)
