@@ -23,7 +23,7 @@ import torch
 from . import __version__
 from .config import ExperimentConfig
 from .errors import UserError
-from .kinds import check_kind
+from .kinds import KINDS, check_kind
 from .setting import Setting
 from .storage import atomic_directory, file_lock, read_json
 
@@ -112,6 +112,9 @@ def load_checkpoint(directory: Path, setting: Setting | None = None, device="cpu
     if manifest.get("format") != CHECKPOINT_FORMAT or "kind" not in manifest:
         raise UserError(f"{directory} is not a memsink-bench checkpoint (format {manifest.get('format')})",
                         "give a directory written by `memsink-bench train`")
+    if manifest["kind"] not in KINDS:                 # it picks the views and the record label
+        raise UserError(f"{directory} has a manifest of unknown kind {manifest['kind']!r}",
+                        "give a directory written by `memsink-bench train`")
     if setting is not None:
         check_belongs(manifest, setting, directory)
     try:
@@ -188,7 +191,7 @@ def _launch_rank() -> tuple[int, int]:
 
 def list_checkpoints(workdir: Path) -> list[dict]:
     rows = []
-    for manifest_path in sorted((workdir / "checkpoints").glob(f"*/*/{MANIFEST}")):
+    for manifest_path in sorted((workdir / "checkpoints").glob(f"*/[!.]*/{MANIFEST}")):   # not .tmp-* leftovers
         try:
             manifest = json.loads(manifest_path.read_text())
         except (OSError, json.JSONDecodeError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -191,7 +192,40 @@ def _build_section(name: str, values: dict[str, Any]):
         if key not in known:
             raise UserError(f"unknown key '{name}.{key}'",
                             did_you_mean(key, known).replace("'", f"'{name}.", 1))
-    return section_cls(**values)
+    return section_cls(**{key: typed_value(f"{name}.{key}", known[key].default, value)
+                          for key, value in values.items()})
+
+
+def typed_value(name: str, default, value):
+    """`value` checked against the type of the field's default (a string like '1e-3' is a number)."""
+    if isinstance(default, bool):
+        ok, kind = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, kind = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif isinstance(default, float):
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        ok, kind = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+    elif isinstance(default, str) or default is None:
+        ok, kind = value is None and default is None or isinstance(value, str), "a string"
+    else:
+        ok, kind = True, ""
+    if not ok:
+        raise UserError(f"{name}={value!r} has the wrong type", f"set {name} to {kind} (default: {default!r})")
+    return value
+
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def _check_name(what: str, name, where) -> None:
+    """Setting and preset names become directory names: no path separators or `..`."""
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name) or ".." in name:
+        raise UserError(f"{what} name {name!r} in {where} is not a plain name",
+                        "use only letters, digits, '-', '_' and '.' (no '/' or '..')")
 
 
 # --- task files ------------------------------------------------------------------------------
@@ -232,6 +266,11 @@ def read_task(setting: str) -> dict[str, Any]:
     if not isinstance(raw, dict) or "presets" not in raw or "name" not in raw:
         raise UserError(f"task file {path} lacks `name` or `presets`",
                         "see tasks/ts-repetition.yaml for the expected layout")
+    _check_name("setting", raw["name"], path)
+    for key in ("presets", "defaults"):
+        if not isinstance(raw.get(key) or {}, dict):
+            raise UserError(f"`{key}` in task file {path} is not a mapping",
+                            f"write `{key}` as a mapping of names to `key: value` sections")
     return raw
 
 
@@ -271,7 +310,16 @@ def load_config(setting: str, preset: str = "cpu", overrides: list[str] | tuple 
     if preset not in presets:
         raise UserError(f"unknown preset '{preset}' for setting '{raw['name']}'",
                         did_you_mean(preset, presets))
+    _check_name("preset", preset, f"task '{raw['name']}'")
+    if not isinstance(presets[preset] or {}, dict):
+        raise UserError(f"preset '{preset}' in task '{raw['name']}' is not a mapping",
+                        "write it as a mapping of sections to `key: value` lines")
     merged = copy.deepcopy(raw.get("defaults") or {})
+    for where, sections in (("defaults", merged), (f"preset '{preset}'", presets[preset] or {})):
+        for section, values in sections.items():
+            if not isinstance(values or {}, dict):
+                raise UserError(f"section '{section}' of {where} in task '{raw['name']}' is not a mapping",
+                                "write it as a mapping of `key: value` lines")
     for section, values in (presets[preset] or {}).items():
         merged.setdefault(section, {}).update(values or {})
     for text in overrides:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import json
 import math
 import sys
@@ -23,7 +24,7 @@ import torch
 import yaml
 
 from .checkpoints import Checkpoint, get_checkpoint, git_commit, load_checkpoint, package_versions
-from .config import ExperimentConfig, data_dir, parse_value
+from .config import ExperimentConfig, data_dir, parse_value, typed_value
 from .errors import UserError, did_you_mean
 from .interventions import drop_neurons_scale
 from .kinds import KINDS, views
@@ -67,6 +68,9 @@ def method_settings(entry: Entry, overrides: list[str]) -> tuple[dict, dict]:
         if section == "method":
             if key not in names:
                 raise UserError(f"method '{entry.name}' has no hyperparameter '{key}'", did_you_mean(key, names))
+            default = inspect.signature(cls.__init__).parameters[key].default
+            if isinstance(default, (bool, int, float, str)):
+                parsed = typed_value(f"method.{key}", default, parsed)   # e.g. method.salt=abc: not an int
             hyper[key] = parsed
         else:
             if key not in sweep:
@@ -146,7 +150,7 @@ def viewed_model(target: Target, config: ExperimentConfig):
     model = copy.deepcopy(target.checkpoint.model)
     view = views(target.checkpoint.kind, config, mlp_shape(model)[1])[target.view]
     if view.scale_for is not None:
-        scale = view.scale_for(torch.zeros(1, dtype=torch.int64))
+        scale = view.scale_for(torch.tensor([1, 2]))      # two IDs: a per-sequence view varies with them
         if scale.shape[1] != 1:
             raise UserError(f"view '{target.view}' depends on the sequence and cannot be edited",
                             "choose a fixed view such as 'mean' or 'drop'")
@@ -212,6 +216,8 @@ def run_method(*, method_spec: str, config: ExperimentConfig, setting: Setting, 
         method = cls(**hyper)
     except TypeError as error:
         raise UserError(f"bad hyperparameters for '{entry.name}': {error}", "check baselines/ or --set method.*") from None
+    except Exception as error:
+        _plugin_failed(entry, error)
     training_time = issubclass(cls, TrainingTimeMethod)
     if training_time:
         if checkpoint_spec not in (None, cls.checkpoint_kind):
@@ -260,7 +266,7 @@ def run_method(*, method_spec: str, config: ExperimentConfig, setting: Setting, 
         before = base_evaluation(workdir, setting, target.checkpoint, target.view, model)
         method_started = time.perf_counter()
         if issubclass(cls, NeuronLocalizer):
-            scores = check_scores(method.score(model, context), mlp_shape(model), entry.name)
+            scores = check_scores(_call(entry, method.score, model, context), mlp_shape(model), entry.name)
             extras["scores_top_per_layer"] = scores.topk(min(5, scores.shape[1]), dim=1).indices.tolist()
             states = ((r, model, drop_neurons_scale(top_r_drop(scores, r)).to(device)) for r in grid)
         else:
@@ -273,11 +279,14 @@ def run_method(*, method_spec: str, config: ExperimentConfig, setting: Setting, 
     iterator = iter(states)
     while True:
         clock = time.perf_counter()
-        item = next(iterator, None)
+        item = _call(entry, next, iterator, None)         # an editor does its work here
         method_seconds += time.perf_counter() - clock
         if item is None:
             break
         knob, state_model, scale = item
+        if not isinstance(state_model, torch.nn.Module):
+            raise UserError(f"method '{entry.name}' returned {type(state_model).__name__} at knob {knob}, not a model",
+                            "return an edited copy of the model from edit()")
         clock = time.perf_counter()
         after = evaluate_state(state_model, setting, None if scale is None else (lambda ids, s=scale: s))
         _check_finite(after, entry.name, knob)
@@ -305,6 +314,23 @@ def run_method(*, method_spec: str, config: ExperimentConfig, setting: Setting, 
     with file_lock(path.with_suffix(".lock")):
         atomic_write_json(path, record)
     return record, path, True
+
+
+def _call(entry: Entry, function, *args):
+    """Call into a method: a plugin's exception is the user's to fix (one line), a built-in's is a bug."""
+    try:
+        return function(*args)
+    except UserError:
+        raise
+    except Exception as error:
+        _plugin_failed(entry, error)
+
+
+def _plugin_failed(entry: Entry, error: Exception):
+    if entry.source == "built-in":
+        raise error
+    raise UserError(f"method '{entry.name}' ({entry.source}) raised {type(error).__name__}: {str(error)[:300]}",
+                    "fix the plugin (call it from Python to see the traceback)") from None
 
 
 def _check_finite(metrics: dict, name: str, knob) -> None:

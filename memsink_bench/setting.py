@@ -22,7 +22,7 @@ import torch
 
 from .config import DataConfig
 from .errors import UserError
-from .storage import atomic_directory, read_json
+from .storage import atomic_directory, file_lock, read_json
 
 BOS = "<|endoftext|>"
 SETTING_FORMAT = 1
@@ -219,12 +219,21 @@ def get_setting(name: str, data: DataConfig, workdir: Path) -> Setting:
     """The built setting, from the cache when it is there, else built and cached."""
     directory = workdir / "settings" / f"{name}-{setting_key(name, data)}"
     if (directory / "setting.json").is_file():
-        try:
-            return load_setting(directory, data)
-        except Exception as error:
-            raise UserError(f"cached setting {directory} is unreadable ({type(error).__name__})",
-                            f"delete {directory} and run again to rebuild it") from None
-    setting = build_setting(name, data)
-    save_setting(setting, directory)
+        return _load_cached(directory, data)
+    # one builder at a time: concurrent builders would race in atomic_directory's renames
+    with file_lock(workdir / "locks" / f"setting-{directory.name}.lock",
+                   f"waiting: another process is building setting {name} ({directory.name})"):
+        if (directory / "setting.json").is_file():
+            return _load_cached(directory, data)
+        setting = build_setting(name, data)
+        save_setting(setting, directory)
     setting.directory = directory
     return setting
+
+
+def _load_cached(directory: Path, data: DataConfig) -> Setting:
+    try:
+        return load_setting(directory, data)
+    except Exception as error:
+        raise UserError(f"cached setting {directory} is unreadable ({type(error).__name__})",
+                        f"delete {directory} and run again to rebuild it") from None

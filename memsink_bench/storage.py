@@ -27,8 +27,9 @@ def atomic_directory(target: Path):
         yield tmp
         _fsync_tree(tmp)
         if target.exists():
-            old = target.with_name(f".old-{target.name}-{os.getpid()}")
-            os.rename(target, old)
+            # a unique name: a `.old-*` left by a crash (same pid after a container restart) must not block
+            old = Path(tempfile.mkdtemp(prefix=f".old-{target.name}-", dir=target.parent))
+            os.rename(target, old)                       # replaces the empty placeholder
             os.rename(tmp, target)
             shutil.rmtree(old, ignore_errors=True)
         else:

@@ -23,6 +23,7 @@ import torch
 
 from . import kinds as kinds_mod
 from .config import ExperimentConfig
+from .errors import UserError
 from .evaluate import collate, sequence_losses
 from .interventions import GradientRouter, NeuronScaler
 from .models import build_model, mlp_shape, select_device
@@ -162,12 +163,21 @@ def load_snapshot(run_dir: Path, model, optimizer) -> int | None:
 
     snapshot = run_dir / "snapshot"
     if not (snapshot / "step.json").is_file():
-        return None
-    load_model(model, str(snapshot / "model.safetensors"))
-    state = torch.load(snapshot / "optimizer.pt", weights_only=True)
-    optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["torch_rng"])
-    return json.loads((snapshot / "step.json").read_text())["step"]
+        # a crash between the two renames of a snapshot save leaves the previous one as .old-snapshot-*
+        previous = sorted(run_dir.glob(".old-snapshot-*/step.json"),
+                          key=lambda path: json.loads(path.read_text())["step"])
+        if not previous:
+            return None
+        snapshot = previous[-1].parent
+    try:
+        load_model(model, str(snapshot / "model.safetensors"))
+        state = torch.load(snapshot / "optimizer.pt", weights_only=True)   # never unpickles code
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        return json.loads((snapshot / "step.json").read_text())["step"]
+    except Exception as error:  # safetensors / the weights-only unpickler / a foreign state dict
+        raise UserError(f"the training snapshot {snapshot} is unreadable ({type(error).__name__})",
+                        "run without --resume to start this checkpoint over") from None
 
 
 @dataclass

@@ -34,6 +34,8 @@ def load_documents(corpus: str, n_needed: int, seed: int, path: str | None = Non
 
 def read_document_file(path: Path) -> list[str]:
     """One document per line (.txt), a `text` field per line (.jsonl), or a `text` column (.parquet)."""
+    if path.is_dir():
+        raise UserError(f"corpus path {path} is a directory", "set data.corpus_path to a .txt, .jsonl or .parquet file")
     if not path.is_file():
         raise UserError(f"corpus file {path} does not exist", "set data.corpus_path to an existing file")
     suffix = path.suffix.lower()
