@@ -53,26 +53,49 @@ def batches(sequences: SequenceSet, batch_size: int, pad_id: int):
 
 def token_nll(model, batch: Batch) -> torch.Tensor:
     """[batch, pos] next-token negative log-likelihood (0 where the label is ignored)."""
+    return _forward(model, batch)[0]
+
+
+def _forward(model, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """([batch, pos] NLL, [batch, pos] True where the argmax prediction equals the label)."""
     logits = model(input_ids=batch.input_ids).logits
     nll = F.cross_entropy(logits.flatten(0, 1).float(), batch.labels.flatten().clamp_min(0),
                           reduction="none").view_as(batch.labels)
-    return nll * (batch.labels != -100)
+    valid = batch.labels != -100
+    return nll * valid, (logits.argmax(-1) == batch.labels) & valid
+
+
+def leading_matches(correct: torch.Tensor, target_mask: torch.Tensor) -> torch.Tensor:
+    """[batch] target tokens predicted right before the first miss.
+
+    Greedy decoding reproduces the true continuation up to its first mismatch exactly when the
+    teacher-forced argmax does (until the first miss the greedy context *is* the true context),
+    so exact match needs one forward pass, not a decoding loop.
+    """
+    run = torch.where(target_mask, correct, torch.ones_like(correct)).int().cumprod(dim=1)
+    return (run * target_mask).sum(dim=1)
 
 
 @dataclass
 class LossReport:
-    whole: torch.Tensor    # [n_sequences] mean NLL over every predicted token
-    target: torch.Tensor   # [n_sequences] mean NLL over the target span
+    whole: torch.Tensor     # [n_sequences] mean NLL over every predicted token
+    target: torch.Tensor    # [n_sequences] mean NLL over the target span
+    matched: torch.Tensor   # [n_sequences] exact match: target tokens reproduced before the first miss
+    target_len: torch.Tensor  # [n_sequences] target span length
 
     def summary(self) -> dict[str, float]:
         return {"loss": float(self.whole.mean()), "target_loss": float(self.target.mean())}
+
+    def exact_match(self) -> "ExactMatch":
+        return ExactMatch(self.matched.tolist(), self.target_len.tolist())
 
 
 @torch.no_grad()
 def sequence_losses(model, sequences: SequenceSet, pad_id: int, batch_size: int = 32,
                     scale_for: ScaleFn | None = None, device=None) -> LossReport:
+    """Per-sequence losses and exact match from one teacher-forced pass per batch."""
     device = device or next(model.parameters()).device
-    whole, target = [], []
+    whole, target, matched, target_len = [], [], [], []
     scaler = NeuronScaler(model) if scale_for is not None else None
     was_training = model.training
     model.eval()
@@ -81,15 +104,18 @@ def sequence_losses(model, sequences: SequenceSet, pad_id: int, batch_size: int 
             batch = batch.to(device)
             if scaler is not None:
                 scaler.scale = scale_for(batch.ids)
-            nll = token_nll(model, batch)
+            nll, correct = _forward(model, batch)
             valid = (batch.labels != -100)
+            n_target = batch.target_mask.sum(1)
             whole.append((nll.sum(1) / valid.sum(1).clamp_min(1)).cpu())
-            target.append(((nll * batch.target_mask).sum(1) / batch.target_mask.sum(1).clamp_min(1)).cpu())
+            target.append(((nll * batch.target_mask).sum(1) / n_target.clamp_min(1)).cpu())
+            matched.append(leading_matches(correct, batch.target_mask).cpu())
+            target_len.append(n_target.cpu())
     finally:
         if scaler is not None:
             scaler.remove()
         model.train(was_training)
-    return LossReport(torch.cat(whole), torch.cat(target))
+    return LossReport(torch.cat(whole), torch.cat(target), torch.cat(matched), torch.cat(target_len))
 
 
 @torch.no_grad()
@@ -161,6 +187,13 @@ class ExactMatch:
 
 def exact_match(model, sequences: SequenceSet, batch_size: int = 32, scale_for: ScaleFn | None = None,
                 device=None) -> ExactMatch:
+    """Exact match from one teacher-forced pass (see `leading_matches`); equal to greedy decoding."""
+    return sequence_losses(model, sequences, 0, batch_size, scale_for, device).exact_match()
+
+
+def greedy_exact_match(model, sequences: SequenceSet, batch_size: int = 32, scale_for: ScaleFn | None = None,
+                       device=None) -> ExactMatch:
+    """Exact match by literally greedy-decoding every target span (the slow, obvious definition)."""
     generated = greedy_targets(model, sequences, batch_size, scale_for, device)
     truths = [seq[start:end] for seq, (start, end) in zip(sequences.tokens, sequences.spans)]
     return ExactMatch([matched_prefix_length(g, t) for g, t in zip(generated, truths)],

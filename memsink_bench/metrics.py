@@ -13,7 +13,7 @@ divided by that width (so 1.0 would be: the whole gap closed at no degradation).
 
 from __future__ import annotations
 
-from .evaluate import exact_match, sequence_losses
+from .evaluate import sequence_losses
 from .setting import Setting
 
 BUDGETS = (0.05, 0.1)
@@ -35,11 +35,11 @@ DIRECTIONS = {
 def evaluate_state(model, setting: Setting, scale_for=None, batch_size: int = 32) -> dict[str, float]:
     """Every per-state metric of one model (under an optional neuron scale)."""
     pad = setting.tokenizer.pad_token_id
-    repeated = sequence_losses(model, setting.repeated, pad, batch_size, scale_for).summary()
+    repeated = sequence_losses(model, setting.repeated, pad, batch_size, scale_for)
     validation = sequence_losses(model, setting.validation, pad, batch_size, scale_for).summary()
-    control = sequence_losses(model, setting.control, pad, batch_size, scale_for).summary()
-    em_repeated = exact_match(model, setting.repeated, batch_size, scale_for).summary()
-    em_control = exact_match(model, setting.control, batch_size, scale_for).summary()
+    control = sequence_losses(model, setting.control, pad, batch_size, scale_for)
+    em_repeated, em_control = repeated.exact_match().summary(), control.exact_match().summary()
+    repeated, control = repeated.summary(), control.summary()
     return {
         "repeated_loss": repeated["loss"], "repeated_target_loss": repeated["target_loss"],
         "val_loss": validation["loss"], "control_loss": control["loss"],
