@@ -187,3 +187,117 @@ def cmd_leaderboard(args) -> int:
     else:
         print(text)
     return 0
+
+
+# --- analyses, figures and the report --------------------------------------------------------
+
+@registrar
+def _register_analyses(sub, common) -> None:
+    from argparse import RawDescriptionHelpFormatter
+
+    from .analyses import ANALYSES
+
+    analyze = sub.add_parser(
+        "analyze", help="mechanistic analysis of a checkpoint (rare-token heads, gradients, perturbation)",
+        formatter_class=RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  memsink-bench analyze rare-tokens --setting ts-repetition\n"
+               "  memsink-bench analyze gradient-signature --setting ts-canary --checkpoint memsinks:drop\n"
+               "  memsink-bench analyze prefix-perturbation --setting ts-repetition --max-sequences 16 --seed 1\n"
+               "writes results/analyses/<setting>-<preset>/<checkpoint>/<analysis>.{json,csv,md,pdf,png};\n"
+               "memorized = the repeated sequences, non-memorized = the control set")
+    analyze.add_argument("analysis", choices=sorted(ANALYSES))
+    common(analyze)
+    analyze.add_argument("--checkpoint", default="standard",
+                         help="KIND[:VIEW] (trained if missing) or a checkpoint directory; default: standard")
+    analyze.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: ./results)")
+    analyze.add_argument("--max-sequences", type=int, default=None, help="analyze only the first N sequences of each group")
+    analyze.add_argument("--seed", type=int, default=0, help="seed of the random replacement tokens (prefix-perturbation)")
+
+    plot = sub.add_parser(
+        "plot", help="draw the tradeoff or training-curve figure of a setting",
+        formatter_class=RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  memsink-bench plot tradeoff --setting ts-canary            # from results/records\n"
+               "  memsink-bench plot training-curves --setting ts-repetition  # from trained checkpoints\n"
+               "figures go to results/figures/<figure>_<setting>-<preset>.{pdf,png}")
+    plot.add_argument("figure", choices=["tradeoff", "training-curves"])
+    common(plot)
+    plot.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: ./results)")
+
+    report = sub.add_parser(
+        "report", help="rebuild every table and figure in results/ from stored records and analyses",
+        formatter_class=RawDescriptionHelpFormatter,
+        epilog="example:\n  memsink-bench report --results results\n"
+               "writes leaderboard.{md,csv,tex,html}, figures/, analysis tables and index.html; computes nothing")
+    report.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: ./results)")
+
+
+@handler("analyze")
+def cmd_analyze(args) -> int:
+    import inspect
+
+    from .analyses import load_analysis
+    from .analyses.store import analysis_path, render_analysis, write_analysis
+    from .models import select_device
+    from .run import resolve_checkpoint, viewed_model
+    from .storage import check_writable
+
+    module = load_analysis(args.analysis)
+    check_writable(args.results)
+    config, setting = prepare(args)
+    device = select_device(config.train.device)
+    target = resolve_checkpoint(args.checkpoint, args.workdir, setting, config, not args.quiet, device)
+    model = viewed_model(target, config)
+    accepted = inspect.signature(module.run).parameters
+    parameters = {k: v for k, v in (("max_sequences", args.max_sequences), ("seed", args.seed)) if k in accepted}
+    frame, summary = module.run(model, setting, **parameters)
+    path = analysis_path(args.results, setting.name, config.preset, target.label, args.analysis)
+    write_analysis(path, args.analysis, frame, summary, _analysis_provenance(setting, config, target, parameters))
+    written = render_analysis(path)
+    print(f"wrote {path} and {', '.join(p.name for p in written)}", file=sys.stderr)
+    print(path.with_suffix(".md").read_text())
+    return 0
+
+
+def _analysis_provenance(setting, config, target, parameters: dict) -> dict:
+    """What an analysis output records about where it came from (never shown in its tables)."""
+    from .checkpoints import git_commit, package_versions
+
+    return {"setting": setting.name, "preset": config.preset, "setting_hash": setting.setting_hash,
+            "corpus": setting.corpus_name, "corpus_hash": setting.corpus_hash, "parameters": parameters,
+            "checkpoint": {"label": target.label, "kind": target.checkpoint.kind, "view": target.view,
+                           "path": str(target.checkpoint.directory)},
+            "versions": package_versions(), "git_commit": git_commit()}
+
+
+@handler("plot")
+def cmd_plot(args) -> int:
+    from .config import load_config
+    from .leaderboard import load_records
+    from .report import render_training_curves, save_training_curves, training_curves_from_checkpoints, write_tradeoff
+
+    config = load_config(args.setting, args.preset, args.overrides)
+    if args.figure == "tradeoff":
+        written = write_tradeoff(load_records(args.results), args.results, config.setting, config.preset)
+        if not written:
+            raise UserError(f"no result records for {config.setting} ({config.preset}) under {args.results}",
+                            f"run `memsink-bench run --method ... --setting {config.setting} --preset {config.preset}` first")
+    else:
+        curves, sources = training_curves_from_checkpoints(args.workdir, config)
+        if not curves:
+            raise UserError(f"no trained checkpoints of {config.setting} ({config.preset}) under {args.workdir}",
+                            f"train one with `memsink-bench train --setting {config.setting} --kind standard`")
+        written = render_training_curves(save_training_curves(args.results, config.setting, config.preset,
+                                                              curves, sources), args.results)
+    print("\n".join(str(p) for p in written))
+    return 0
+
+
+@handler("report")
+def cmd_report(args) -> int:
+    from .report import build_report
+
+    written = build_report(args.results)
+    print(f"wrote {len(written)} files under {args.results}; open {args.results / 'index.html'}", file=sys.stderr)
+    return 0

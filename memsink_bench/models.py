@@ -147,9 +147,13 @@ def to_hooked_transformer(model: nn.Module, device: str | torch.device = "cpu"):
     original = hf_config.architectures
     hf_config.architectures = [architecture]
     try:
-        cfg_dict = loading.convert_hf_model_config(hf_config.name_or_path or "local", hf_config=hf_config)
-    except TypeError:
-        cfg_dict = _tl_config_from_hf(hf_config, architecture)
+        if architecture == "GPT2LMHeadModel":   # transformer-lens' own translation needs the hub name
+            cfg_dict = _tl_config_from_hf(hf_config, architecture)
+        else:
+            cfg_dict = loading.convert_hf_model_config(hf_config.name_or_path or "local", hf_config=hf_config)
+    except (TypeError, ValueError, AttributeError, OSError) as error:
+        raise UserError(f"cannot convert {architecture} to transformer-lens offline ({type(error).__name__})",
+                        "use a GPT-2 checkpoint, or a transformer-lens version that converts this config") from None
     finally:
         hf_config.architectures = original
     from transformer_lens import HookedTransformerConfig

@@ -1,0 +1,28 @@
+"""Mechanistic analyses of where a checkpoint keeps its memorized sequences (Stoehr et al.):
+the rare-token attention head, the per-layer gradient signature, and prefix-token perturbation.
+
+Each analysis is a module with `NAME`, `TITLE`, `run(model, setting, ...) -> (DataFrame, summary)`
+and `figure(frame, summary) -> matplotlib Figure`. `run` compares memorized (repeated) with
+non-memorized (control) sequences; `store` writes its raw output under
+`results/analyses/<setting>-<preset>/<checkpoint>/<name>.json`, from which tables and figures are
+redrawn without recomputing anything.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ..errors import UserError, did_you_mean
+
+ANALYSES = {
+    "rare-tokens": "memsink_bench.analyses.rare_tokens",
+    "gradient-signature": "memsink_bench.analyses.gradient_signature",
+    "prefix-perturbation": "memsink_bench.analyses.prefix_perturbation",
+}
+
+
+def load_analysis(name: str):
+    """The module of a named analysis (imported lazily: torch and transformer-lens are heavy)."""
+    if name not in ANALYSES:
+        raise UserError(f"unknown analysis '{name}'", did_you_mean(name, ANALYSES))
+    return importlib.import_module(ANALYSES[name])

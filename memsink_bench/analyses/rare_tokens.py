@@ -1,0 +1,244 @@
+"""Rare-token attention heads (Stoehr et al. §6.2, Fig. 7).
+
+Why: Stoehr et al. found one low-layer head (GPT-Neo-125M L1H2, Kendall tau ~ -0.97) whose
+attention from the first decoded position goes to the prefix's rarest tokens, and proposed that
+the model looks paragraphs up by a "bag of rare words". This module finds the head most tied
+to rare tokens, separately for memorized and non-memorized sequences, and measures how much
+exact match on the memorized sequences depends on it (by zeroing its output).
+
+Definitions (recorded in the output):
+- unigram frequency: token counts over the setting's training data, each repeated sequence
+  counted `data.repetitions` times, each single sequence once;
+- prefix keys: positions 1..start-1 of a sequence whose target span starts at `start` (BOS, an
+  attention sink with no frequency meaning, is left out); the query is position start-1, the
+  one that predicts the first target token;
+- dense frequency rank of each prefix token (0 = rarest, ties share a rank);
+- per head: Kendall tau / Spearman between frequency and attention, within each sequence and
+  averaged over sequences (`tau`, `spearman`; the head ranking uses `tau`), and the same between
+  rank and the attention summed per rank averaged over sequences (`profile_tau`, Fig. 7's view).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats
+
+from ..evaluate import collate, exact_match
+from .common import as_hooked, pad_id_of, plain, require_gpt2, sequence_groups
+
+NAME = "rare-tokens"
+TITLE = "Rare-token attention heads"
+
+
+# --- frequencies and ranks -------------------------------------------------------------------
+
+def unigram_frequencies(setting, vocab_size: int) -> np.ndarray:
+    """[vocab] training-corpus token counts (repeated sequences weighted by their repetitions)."""
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for weight, sequences in ((1, setting.single), (setting.data.repetitions, setting.repeated)):
+        for tokens in sequences.tokens:
+            counts += weight * np.bincount(tokens, minlength=vocab_size)[:vocab_size]
+    return counts
+
+
+def dense_frequency_ranks(tokens, frequencies: np.ndarray) -> np.ndarray:
+    """[len(tokens)] dense rank of each token's corpus frequency: 0 = rarest, ties share a rank."""
+    return stats.rankdata(frequencies[np.asarray(tokens)], method="dense").astype(np.int64) - 1
+
+
+# --- attention -------------------------------------------------------------------------------
+
+@torch.no_grad()
+def first_target_attention(hooked, sequences, pad_id: int, batch_size: int = 16) -> list[np.ndarray]:
+    """Per sequence, [layers, heads, start-1] attention from query start-1 to keys 1..start-1.
+
+    Only the prefix is fed (right-padded; causal attention keeps padding out of the query).
+    The hooks keep just the query's row of each `blocks.{l}.attn.hook_pattern` [batch, head,
+    q, k]: the same values as `run_with_cache`, without holding every layer's full pattern
+    (1.6 GB per batch of 16 at the paper's scale).
+    """
+    found = []
+    for first in range(0, len(sequences), batch_size):
+        prefixes = [t[:s] for t, (s, _) in zip(sequences.tokens[first:first + batch_size],
+                                               sequences.spans[first:first + batch_size])]
+        queries = torch.tensor([len(p) - 1 for p in prefixes], device=hooked.cfg.device)
+        rows: dict[int, torch.Tensor] = {}
+
+        def keep_query_row(pattern, hook):
+            layer = int(hook.name.split(".")[1])
+            rows[layer] = pattern[torch.arange(len(queries), device=pattern.device), :, queries]  # [batch, head, k]
+
+        batch = collate(prefixes, [0] * len(prefixes), [(1, 1)] * len(prefixes), pad_id)
+        hooked.run_with_hooks(batch.input_ids.to(hooked.cfg.device), return_type=None, fwd_hooks=[
+            (lambda name: name.endswith("attn.hook_pattern"), keep_query_row)])
+        stacked = torch.stack([rows[layer] for layer in sorted(rows)], dim=1)              # [batch, layer, head, k]
+        found += [stacked[row, :, :, 1:q + 1].float().cpu().numpy() for row, q in enumerate(queries.tolist())]
+    return found
+
+
+def _correlation(fn, x: np.ndarray, y: np.ndarray) -> float:
+    """A rank correlation, NaN where it is undefined (fewer than 2 points, a constant input)."""
+    if len(x) < 2:
+        return float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(fn(x, y).statistic)
+
+
+def within_sequence_correlations(attentions: list[np.ndarray], frequencies: list[np.ndarray]) -> np.ndarray:
+    """[2, layers*heads]: mean over sequences of Kendall tau and of Spearman rho between the
+    prefix tokens' corpus frequencies and the attention they receive (NaNs skipped)."""
+    units = attentions[0].shape[0] * attentions[0].shape[1]
+    values = np.full((2, len(attentions), units), np.nan)
+    for index, (attention, frequency) in enumerate(zip(attentions, frequencies)):
+        for unit, row in enumerate(attention.reshape(units, -1)):
+            values[:, index, unit] = (_correlation(stats.kendalltau, frequency, row),
+                                      _correlation(stats.spearmanr, frequency, row))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)          # a head with no defined value
+        return np.nanmean(values, axis=1)
+
+
+def rank_profile(attentions: list[np.ndarray], ranks: list[np.ndarray]) -> np.ndarray:
+    """[layers*heads, ranks]: attention summed over the prefix tokens of each frequency rank,
+    averaged over the sequences that have that rank (dense ranks: every rank up to the widest
+    sequence's occurs somewhere)."""
+    units = attentions[0].shape[0] * attentions[0].shape[1]
+    width = max([int(r.max()) + 1 for r in ranks if len(r)] or [1])
+    sums, present = np.zeros((units, width)), np.zeros(width)
+    for attention, rank in zip(attentions, ranks):
+        present[np.unique(rank)] += 1
+        for unit, row in enumerate(attention.reshape(units, -1)):
+            sums[unit] += np.bincount(rank, weights=row, minlength=width)
+    return sums / np.maximum(present, 1)
+
+
+def head_rarity_table(attentions: list[np.ndarray], frequencies: list[np.ndarray],
+                      ranks: list[np.ndarray]) -> tuple[pd.DataFrame, np.ndarray]:
+    """One row per layer x head (the correlations of the module docstring) and the rank profile."""
+    heads = attentions[0].shape[1]
+    (tau, rho), profile = within_sequence_correlations(attentions, frequencies), rank_profile(attentions, ranks)
+    order = np.arange(profile.shape[1])
+    prefix_mass = np.mean([a.sum(-1).reshape(-1) for a in attentions], axis=0)
+    rows = [{"layer": unit // heads, "head": unit % heads, "tau": tau[unit], "spearman": rho[unit],
+             "profile_tau": _correlation(stats.kendalltau, order, profile[unit]),
+             "profile_spearman": _correlation(stats.spearmanr, order, profile[unit]),
+             "rarest_attention": profile[unit, 0], "prefix_attention": prefix_mass[unit]}
+            for unit in range(len(profile))]
+    return pd.DataFrame(rows), profile
+
+
+def most_rare_tied(frame: pd.DataFrame) -> dict:
+    """The head with the most negative mean frequency-attention tau."""
+    best = frame.sort_values(["tau", "layer", "head"], na_position="last").iloc[0]
+    return {"layer": int(best["layer"]), "head": int(best["head"]), "tau": float(best["tau"]),
+            "profile_tau": float(best["profile_tau"])}
+
+
+# --- ablation --------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def ablated_head(model, layer: int, head: int):
+    """Zero one GPT-2 head's output (its slice of the merged heads entering attn.c_proj), which is
+    transformer-lens' `blocks.{layer}.attn.hook_z[:, :, head] = 0` on the HF model."""
+    attention = model.transformer.h[layer].attn
+    width = attention.head_dim
+
+    def zero_head(module, args):
+        merged = args[0].clone()
+        merged[..., head * width:(head + 1) * width] = 0
+        return (merged, *args[1:])
+
+    handle = attention.c_proj.register_forward_pre_hook(zero_head)
+    try:
+        yield model
+    finally:
+        handle.remove()
+
+
+def ablation_effect(model, sequences, layer: int, head: int, batch_size: int = 32) -> dict:
+    """Exact match (tokens matched before the first mismatch) with and without the head."""
+    before = exact_match(model, sequences, batch_size).summary()["exact_match"]
+    with ablated_head(model, layer, head):
+        after = exact_match(model, sequences, batch_size).summary()["exact_match"]
+    return {"em_before": before, "em_after": after, "em_drop": before - after}
+
+
+# --- the analysis ----------------------------------------------------------------------------
+
+def analyze_group(hooked, sequences, frequencies: np.ndarray, pad_id: int, batch_size: int) -> tuple[pd.DataFrame, dict]:
+    """The per-head table of one group and its summary (top head, rank profile for the heatmap)."""
+    attentions = first_target_attention(hooked, sequences, pad_id, batch_size)
+    keys = [np.asarray(t[1:s]) for t, (s, _) in zip(sequences.tokens, sequences.spans)]
+    table, profile = head_rarity_table(attentions, [frequencies[k] for k in keys],
+                                       [dense_frequency_ranks(k, frequencies) for k in keys])
+    return table, {"top_head": most_rare_tied(table), "n_sequences": len(sequences),
+                   "attention_by_rank": profile, "n_heads": hooked.cfg.n_heads}
+
+
+def run(model, setting, *, hooked=None, max_sequences: int | None = None, ablate: bool = True,
+        batch_size: int = 16) -> tuple[pd.DataFrame, dict]:
+    """Rows: group x layer x head with the correlations above; summary: the most rare-tied head
+    per group, attention-by-rank profiles for the heatmap, and the ablation of the memorized
+    group's head (exact-match drop on memorized and non-memorized sequences).
+    `hooked`: a HookedTransformer of `model` (converted here when not given)."""
+    require_gpt2(model, NAME)
+    model.eval()
+    hooked = hooked if hooked is not None else as_hooked(model)
+    frequencies = unigram_frequencies(setting, hooked.cfg.d_vocab)
+    groups = sequence_groups(setting, max_sequences)
+    frames, summary = [], {"definition": "tau: mean within-sequence Kendall tau(frequency, attention "
+                                         "from query start-1 to prefix tokens 1..start-1)", "groups": {}}
+    for group, sequences in groups.items():
+        table, summary["groups"][group] = analyze_group(hooked, sequences, frequencies, pad_id_of(setting), batch_size)
+        frames.append(table.assign(group=group))
+    if ablate:
+        top = summary["groups"]["memorized"]["top_head"]
+        summary["ablation"] = {"layer": top["layer"], "head": top["head"], **{
+            group: ablation_effect(model, sequences, top["layer"], top["head"]) for group, sequences in groups.items()}}
+    key = ["group", "layer", "head"]
+    frame = pd.concat(frames).sort_values(key).reset_index(drop=True)
+    return frame[key + [c for c in frame.columns if c not in key]], plain(summary)
+
+
+# --- figure ----------------------------------------------------------------------------------
+
+def figure(frame: pd.DataFrame, summary: dict, max_ranks: int = 50):
+    """Heatmaps of attention summed per frequency rank (x, 0 = rarest) by head (y), memorized
+    and non-memorized side by side (each with its own colour scale: the groups' prefixes may
+    differ in length); the most rare-tied head is starred."""
+    from .. import plots
+
+    groups = [g for g in ("memorized", "non-memorized") if g in summary["groups"]]
+    profiles = {g: np.asarray(summary["groups"][g]["attention_by_rank"], dtype=float)[:, :max_ranks]
+                for g in groups}
+    with plots.paper_style():
+        fig, axes = plots.subplots(1, len(groups), width=plots.DOUBLE_COLUMN,
+                                   height=0.25 * len(profiles[groups[0]]) + 1.9)
+        for ax, group in zip(np.atleast_1d(axes), groups):
+            image = _heatmap(ax, profiles[group], summary["groups"][group], group)
+            fig.colorbar(image, ax=ax, label="attention summed per rank")
+    return fig
+
+
+def _heatmap(ax, profile: np.ndarray, group_summary: dict, group: str):
+    from matplotlib.ticker import MaxNLocator
+
+    heads = group_summary["n_heads"]
+    best = group_summary["top_head"]
+    image = ax.imshow(profile, aspect="auto", cmap="viridis", vmin=0.0, interpolation="nearest")
+    labels = [f"L{u // heads}H{u % heads}" + (" *" if (u // heads, u % heads) == (best["layer"], best["head"])
+                                                else "") for u in range(len(profile))]
+    ax.set_yticks(range(len(profile)), labels)
+    ax.set_xlabel("frequency rank in prefix (0 = rarest)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(False)
+    tau = "n/a" if best["tau"] is None else f"{best['tau']:.2f}"
+    ax.set_title(f"{group} (n={group_summary['n_sequences']})\n* most rare-tied: L{best['layer']}H{best['head']}, "
+                 f"tau={tau}")
+    return image

@@ -1,0 +1,248 @@
+"""Paper-ready figures: the forgetting / degradation tradeoff, training curves, sweeps.
+
+Conventions every figure follows, so that figures can sit side by side in a paper:
+- one fixed colour per method (and per checkpoint kind) in every figure (`method_color`),
+  from colourblind-safe palettes; a plugin method gets a colour derived from a hash of its
+  name, so it is the same in every run;
+- fonts of 9 pt or more; PDF (TrueType fonts, editable) and PNG (200 dpi) side by side;
+- deterministic files: no creation date or software stamp, so the same inputs give the same
+  bytes; figures are drawn on `matplotlib.figure.Figure` (the Agg renderer, no pyplot state).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+from matplotlib.figure import Figure
+
+# seaborn "colorblind" palette values, one per built-in method and checkpoint kind
+METHOD_COLORS = {
+    "memsinks": "#d55e00",          # vermillion
+    "gradient-masked": "#cc78bc",   # reddish purple
+    "hard-concrete": "#0173b2",     # blue
+    "ig": "#029e73",                # bluish green
+    "sparse-ft": "#de8f05",         # orange
+    "co-unlearn": "#56b4e9",        # sky blue
+    "random-neurons": "#949494",    # grey
+    "random-sparse-ft": "#fbafe4",  # pink
+    "standard": "#000000",
+    "standard-no-rep": "#ca9161",   # brown
+}
+# plugin methods: the colours of Paul Tol's "muted" scheme (colourblind-safe) that are not close
+# to a built-in's colour; plugins are also drawn with their own marker
+FALLBACK_COLORS = ("#332288", "#999933", "#ddcc77", "#cc6677", "#882255", "#5f5f5f")
+PLUGIN_MARKER = "^"
+METHOD_MARKERS = {"memsinks": "*", "gradient-masked": "D"}
+TYPE_MARKERS = {"localizer": "o", "editor": "s", "training": "P"}
+GROUP_COLORS = {"memorized": "#d55e00", "non-memorized": "#0173b2"}
+
+STYLE = {
+    "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "xtick.labelsize": 9,
+    "ytick.labelsize": 9, "legend.fontsize": 9, "figure.titlesize": 10,
+    "font.family": "DejaVu Sans", "pdf.fonttype": 42, "ps.fonttype": 42, "svg.hashsalt": "memsink-bench",
+    "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3,
+    "lines.linewidth": 1.4, "lines.markersize": 5, "legend.frameon": False, "savefig.dpi": 200,
+}
+SINGLE_COLUMN, DOUBLE_COLUMN = 3.4, 7.0   # inches
+
+
+def method_color(name: str) -> str:
+    """The fixed colour of a method or checkpoint kind; plugins: a stable hash of the name."""
+    if name in METHOD_COLORS:
+        return METHOD_COLORS[name]
+    digest = int(hashlib.sha256(name.encode()).hexdigest(), 16)
+    return FALLBACK_COLORS[digest % len(FALLBACK_COLORS)]
+
+
+def method_marker(name: str, method_type: str = "") -> str:
+    """MemSinks: star, gradient-masked: diamond, other built-ins by type, plugins: triangle."""
+    if name in METHOD_MARKERS:
+        return METHOD_MARKERS[name]
+    return TYPE_MARKERS.get(method_type, "o") if name in METHOD_COLORS else PLUGIN_MARKER
+
+
+@contextlib.contextmanager
+def paper_style():
+    with matplotlib.rc_context(STYLE):
+        yield
+
+
+def subplots(nrows: int = 1, ncols: int = 1, width: float = SINGLE_COLUMN, height: float = 2.6, **kwargs):
+    """(Figure, axes) with constrained layout; create it inside `paper_style()`."""
+    fig = Figure(figsize=(width, height), layout="constrained")
+    return fig, fig.subplots(nrows, ncols, squeeze=True, **kwargs)
+
+
+def save_figure(fig: Figure, stem: Path) -> list[Path]:
+    """Write `stem`.pdf and `stem`.png atomically, without timestamps; returns the paths."""
+    stem = Path(stem)
+    written = []
+    with paper_style():
+        for fmt, metadata in (("pdf", {"CreationDate": None, "ModDate": None}), ("png", {"Software": None})):
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format=fmt, metadata=metadata)
+            path = stem.with_name(f"{stem.name}.{fmt}")
+            _atomic_write_bytes(path, buffer.getvalue())
+            written.append(path)
+    return written
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Binary twin of storage.atomic_write_text: a figure is complete or absent."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+# --- (a) tradeoff ----------------------------------------------------------------------------
+
+def curve_label(record: dict) -> str:
+    """Method name, plus the checkpoint when it is not the method's usual one."""
+    label, method = record["checkpoint"]["label"], record["method"]
+    usual = label == "standard" or label == method or record.get("method_type") == "training"
+    return method if usual else f"{method} on {label}"
+
+
+def _record_order(record: dict) -> tuple:
+    return (record["method"], record["checkpoint"]["label"], Path(record.get("_path", "")).name,
+            str(sorted(record.get("hyperparameters", {}).items())))
+
+
+def no_rep_levels(records: list[dict]) -> list[tuple[str, float]]:
+    """(reference state, forgetting needed to reach the no-rep model's repeated loss), one per
+    distinct "before" state: no_rep.repeated_loss - before.repeated_loss."""
+    levels = {}
+    for record in records:
+        reference = record.get("reference", {}).get("before") or record["checkpoint"]["label"]
+        levels[reference] = record["no_rep"]["repeated_loss"] - record["before"]["repeated_loss"]
+    return sorted(levels.items())
+
+
+def tradeoff_figure(records: list[dict], title: str | None = None) -> Figure:
+    """Sequence forgetting (y) against model degradation (x), one curve per record over its knob
+    (MemSinks: star, gradient-masked: diamond), and the no-rep level as a horizontal line —
+    the layout of MemSinks Fig. 2 / 4c. Up and to the left is better."""
+    with paper_style():
+        fig, ax = subplots(width=DOUBLE_COLUMN * 0.75, height=3.2)
+        labelled = set()
+        for record in sorted(records, key=_record_order):
+            _draw_curve(ax, record, labelled)
+        for (reference, level), style in zip(no_rep_levels(records), ("--", ":", "-.", (0, (5, 1)))):
+            ax.axhline(level, color="black", linestyle=style, linewidth=1.0,
+                       label=f"no-rep level (vs {reference})")
+        ax.axvline(0.0, color="0.6", linewidth=0.8, zorder=0)
+        ax.set_xlabel("model degradation (validation loss increase, nats)")
+        ax.set_ylabel("sequence forgetting\n(repeated loss increase, nats)")
+        if title:
+            ax.set_title(title)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
+
+
+def _draw_curve(ax, record: dict, labelled: set) -> None:
+    points = sorted(record["points"], key=lambda p: p["knob"])
+    label = curve_label(record)
+    marker = method_marker(record["method"], record.get("method_type", ""))
+    ax.plot([p["degradation"] for p in points], [p["forgetting"] for p in points],
+            color=method_color(record["method"]), marker=marker,
+            markersize=10 if marker == "*" else 5, label=label if label not in labelled else "_nolegend_",
+            zorder=3 if record.get("method_type") == "training" else 2)
+    labelled.add(label)
+
+
+# --- (b) training curves ---------------------------------------------------------------------
+
+# (metrics key, what the view is, line style) of the repeated-loss lines drawn per kind
+REPEATED_VIEWS = {
+    "memsinks": (("repeated_loss", "sinks dropped", "-"), ("repeated_loss@own", "own sinks", "--")),
+    "gradient-masked": (("repeated_loss", "mem. block dropped", "-"),
+                        ("repeated_loss@keep-all", "all kept", "--")),
+}
+VALIDATION_VIEWS = {"memsinks": "sinks dropped", "gradient-masked": "mem. block dropped"}
+KIND_ORDER = ("standard", "standard-no-rep", "gradient-masked", "memsinks")
+
+
+def _kind_order(kinds) -> list[str]:
+    return sorted(kinds, key=lambda k: (KIND_ORDER.index(k) if k in KIND_ORDER else len(KIND_ORDER), k))
+
+
+def training_curves_figure(curves: dict[str, list[dict]], title: str | None = None) -> Figure:
+    """Validation loss (left) and repeated-sequence loss (right) over training steps, one colour
+    per checkpoint kind; `curves[kind]` is its metrics.jsonl rows ({step, val_loss, ...})."""
+    with paper_style():
+        fig, (val_ax, rep_ax) = subplots(1, 2, width=DOUBLE_COLUMN, height=2.8, sharex=True)
+        for kind in _kind_order(curves):
+            rows = sorted(curves[kind], key=lambda r: r["step"])
+            _line(val_ax, rows, "val_loss", kind, VALIDATION_VIEWS.get(kind, ""), "-")
+            for key, view, style in REPEATED_VIEWS.get(kind, (("repeated_loss", "", "-"),)):
+                _line(rep_ax, rows, key, kind, view, style)
+        val_ax.set_ylabel("validation loss")
+        rep_ax.set_ylabel("repeated-sequence loss")
+        for ax in (val_ax, rep_ax):
+            ax.set_xlabel("training step")
+            _legend(ax)
+        if title:
+            fig.suptitle(title)
+    return fig
+
+
+def _line(ax, rows: list[dict], key: str, kind: str, view: str, style) -> None:
+    points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+    if points:
+        ax.plot(*zip(*points), color=method_color(kind), linestyle=style,
+                label=f"{kind} ({view})" if view else kind)
+
+
+# --- (c) sweeps ------------------------------------------------------------------------------
+
+SWEEP_PANELS = (("validation loss", ("val_loss",)),
+                ("repeated-sequence loss", ("repeated_loss", "repeated_loss@own")))
+SWEEP_STYLES = ("-", "--", ":", "-.")
+
+
+def sweep_figure(pairs: list[tuple[float, dict]], parameter: str, panels=SWEEP_PANELS,
+                 method: str = "memsinks", references: dict[str, float] | None = None) -> Figure:
+    """One panel per metric group against a swept hyperparameter (MemSinks p, ID noise d, ...);
+    `pairs` are (value, metrics); `references` draws labelled horizontal lines on the first panel
+    (e.g. the standard model's validation loss)."""
+    pairs = sorted(pairs, key=lambda pair: pair[0])
+    with paper_style():
+        fig, axes = subplots(1, len(panels), width=SINGLE_COLUMN * len(panels), height=2.6)
+        for ax, (ylabel, keys) in zip(_as_list(axes), panels):
+            for key, style in zip(keys, SWEEP_STYLES):
+                found = [(value, metrics[key]) for value, metrics in pairs if metrics.get(key) is not None]
+                if found:
+                    ax.plot(*zip(*found), color=method_color(method), linestyle=style, marker="o", label=key)
+            ax.set_xlabel(parameter)
+            ax.set_ylabel(ylabel)
+            _legend(ax)
+        for (label, value), style in zip(sorted((references or {}).items()), SWEEP_STYLES[1:]):
+            _as_list(axes)[0].axhline(value, color="black", linestyle=style, linewidth=1.0, label=label)
+        if references:
+            _legend(_as_list(axes)[0])
+    return fig
+
+
+def _legend(ax, **kwargs) -> None:
+    """A legend only where something is labelled (an empty one warns)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)
+
+
+def _as_list(axes) -> list:
+    return list(axes.flat) if hasattr(axes, "flat") else [axes]

@@ -1,0 +1,190 @@
+"""`memsink-bench report`: every table and figure in `results/`, redrawn from stored outputs.
+
+Inputs (never recomputed): result records (`results/records/*/*.json`), analysis outputs
+(`results/analyses/<setting>-<preset>/<checkpoint>/<analysis>.json`) and training curves
+(`results/analyses/<setting>-<preset>/training-curves.json`, stored by
+`memsink-bench plot training-curves`). Outputs:
+
+    results/leaderboard.{md,csv,tex,html}
+    results/figures/tradeoff_<setting>-<preset>.{pdf,png}
+    results/figures/training-curves_<setting>-<preset>.{pdf,png}
+    results/analyses/.../<analysis>.{md,csv,pdf,png}
+    results/index.html            every table and figure on one page (relative links)
+
+Everything is sorted and carries no timestamp, so the same inputs give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .analyses.store import find_analyses, read_analysis, render_analysis, summary_items
+from .leaderboard import leaderboard_frame, load_records, render
+from .storage import atomic_write_json, atomic_write_text, read_json
+
+LEADERBOARD_FORMATS = {"md": "md", "csv": "csv", "tex": "latex", "html": "html"}
+CURVES_FILE = "training-curves.json"
+
+
+# --- leaderboard and tradeoff ----------------------------------------------------------------
+
+def write_leaderboards(records: list[dict], results: Path) -> list[Path]:
+    if not records:
+        return []
+    frame = leaderboard_frame(records)
+    written = []
+    for suffix, fmt in LEADERBOARD_FORMATS.items():
+        path = results / f"leaderboard.{suffix}"
+        atomic_write_text(path, render(frame, fmt))
+        written.append(path)
+    return written
+
+
+def records_by_setting(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    grouped: dict[tuple[str, str], list[dict]] = {}
+    for record in records:
+        grouped.setdefault((record["setting"], record["preset"]), []).append(record)
+    return dict(sorted(grouped.items()))
+
+
+def tradeoff_stem(results: Path, setting: str, preset: str) -> Path:
+    return results / "figures" / f"tradeoff_{setting}-{preset}"
+
+
+def write_tradeoff(records: list[dict], results: Path, setting: str, preset: str) -> list[Path]:
+    from .plots import save_figure, tradeoff_figure
+
+    chosen = [r for r in records if r["setting"] == setting and r["preset"] == preset]
+    if not chosen:
+        return []
+    figure = tradeoff_figure(chosen, title=f"{setting} ({preset} preset)")
+    return save_figure(figure, tradeoff_stem(results, setting, preset))
+
+
+# --- training curves -------------------------------------------------------------------------
+
+def curves_path(results: Path, setting: str, preset: str) -> Path:
+    return results / "analyses" / f"{setting}-{preset}" / CURVES_FILE
+
+
+def training_curves_from_checkpoints(workdir: Path, config) -> tuple[dict[str, list[dict]], dict[str, str]]:
+    """({kind: metrics.jsonl rows}, {kind: checkpoint dir}) of the kinds already trained for
+    this setting and config; kinds not trained yet are left out (nothing is trained here)."""
+    from .checkpoints import checkpoint_key
+    from .kinds import KINDS
+    from .setting import setting_key
+
+    setting_hash = setting_key(config.setting, config.data)
+    curves, sources = {}, {}
+    for kind in KINDS:
+        directory = Path(workdir) / "checkpoints" / config.setting / f"{kind}-{checkpoint_key(kind, config, setting_hash)}"
+        metrics = directory / "metrics.jsonl"
+        if metrics.is_file():
+            curves[kind] = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+            sources[kind] = str(directory)
+    return curves, sources
+
+
+def save_training_curves(results: Path, setting: str, preset: str, curves: dict, sources: dict) -> Path:
+    path = curves_path(results, setting, preset)
+    atomic_write_json(path, {"schema": 1, "setting": setting, "preset": preset, "curves": curves,
+                             "checkpoints": sources})
+    return path
+
+
+def render_training_curves(path: Path, results: Path) -> list[Path]:
+    from .plots import save_figure, training_curves_figure
+
+    stored = read_json(path)
+    figure = training_curves_figure(stored["curves"], title=f"{stored['setting']} ({stored['preset']} preset)")
+    return save_figure(figure, results / "figures" / f"training-curves_{stored['setting']}-{stored['preset']}")
+
+
+# --- the whole report ------------------------------------------------------------------------
+
+def build_report(results_dir: Path) -> list[Path]:
+    """Rebuild every table and figure under `results_dir` from stored outputs; returns the paths."""
+    results = Path(results_dir)
+    records = load_records(results)
+    written = write_leaderboards(records, results)
+    for setting, preset in records_by_setting(records):
+        written += write_tradeoff(records, results, setting, preset)
+    for path in sorted((results / "analyses").glob(f"*/{CURVES_FILE}")):
+        written += render_training_curves(path, results)
+    for path in find_analyses(results):
+        written += render_analysis(path)
+    index = results / "index.html"
+    atomic_write_text(index, index_html(results, records))
+    return written + [index]
+
+
+# --- index.html ------------------------------------------------------------------------------
+
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>memsink-bench results</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
+table{{border-collapse:collapse;font-size:0.85em}}td,th{{border-bottom:1px solid #ddd;padding:2px 8px;text-align:right}}
+img{{max-width:100%;margin:0.5em 0}}h2{{border-bottom:2px solid #333}}</style></head>
+<body><h1>memsink-bench results</h1>
+{body}
+</body></html>
+"""
+
+
+def _figure(results: Path, png: Path, caption: str) -> str:
+    relative = png.relative_to(results).as_posix()
+    pdf = png.with_suffix(".pdf").relative_to(results).as_posix()
+    return (f'<figure><img src="{html.escape(relative)}" alt="{html.escape(caption)}">'
+            f'<figcaption>{html.escape(caption)} (<a href="{html.escape(pdf)}">PDF</a>)</figcaption></figure>')
+
+
+def _summary_table(summary: dict) -> str:
+    rows = [{"quantity": key, "value": value if not isinstance(value, float) else f"{value:.4g}"}
+            for key, value in summary_items(summary)]
+    return pd.DataFrame(rows, columns=["quantity", "value"]).to_html(index=False, border=0)
+
+
+def _leaderboard_section(records: list[dict]) -> list[str]:
+    if not records:
+        return ["<h2>Leaderboard</h2><p>No result records yet: run <code>memsink-bench run</code>.</p>"]
+    return ["<h2>Leaderboard</h2>", render(leaderboard_frame(records), "html"),
+            '<p>Also as <a href="leaderboard.md">Markdown</a>, <a href="leaderboard.csv">CSV</a>, '
+            '<a href="leaderboard.tex">LaTeX</a>.</p>']
+
+
+def _setting_figures(results: Path, records: list[dict]) -> list[str]:
+    parts = []
+    stored = [read_json(p) for p in sorted((results / "analyses").glob(f"*/{CURVES_FILE}"))]
+    pairs = set(records_by_setting(records)) | {(s["setting"], s["preset"]) for s in stored}
+    for setting, preset in sorted(pairs):
+        parts.append(f"<h2>{html.escape(setting)} ({html.escape(preset)} preset)</h2>")
+        for stem, caption in ((tradeoff_stem(results, setting, preset), "forgetting vs degradation"),
+                              (results / "figures" / f"training-curves_{setting}-{preset}", "training curves")):
+            if stem.with_suffix(".png").is_file():
+                parts.append(_figure(results, stem.with_suffix(".png"), f"{setting} {preset}: {caption}"))
+    return parts
+
+
+def _analysis_sections(results: Path) -> list[str]:
+    from .analyses import load_analysis
+
+    parts = ["<h2>Analyses</h2>"] if find_analyses(results) else []
+    for path in find_analyses(results):
+        payload, _ = read_analysis(path)
+        title = (f"{load_analysis(payload['analysis']).TITLE}: {payload['setting']} ({payload['preset']}), "
+                 f"checkpoint {payload['checkpoint']['label']}")
+        table = path.with_suffix(".md").relative_to(results).as_posix()
+        parts += [f"<h3>{html.escape(title)}</h3>", _summary_table(payload["summary"]),
+                  f'<p>Full table: <a href="{html.escape(table)}">Markdown</a>, '
+                  f'<a href="{html.escape(path.with_suffix(".csv").relative_to(results).as_posix())}">CSV</a>.</p>',
+                  _figure(results, path.with_suffix(".png"), title)]
+    return parts
+
+
+def index_html(results: Path, records: list[dict]) -> str:
+    body = _leaderboard_section(records) + _setting_figures(results, records) + _analysis_sections(results)
+    return PAGE.format(body="\n".join(body))

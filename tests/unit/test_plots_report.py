@@ -1,0 +1,153 @@
+"""Figures and the report from stored outputs: byte-identical rebuilds, one fixed colour per
+method in every figure, and the CLI commands that draw them (no model is trained here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from memsink_bench import plots
+from memsink_bench.analyses.store import analysis_path, render_analysis, write_analysis
+from memsink_bench.cli import main
+from memsink_bench.report import build_report, save_training_curves
+
+SETTING, PRESET = "ts-canary", "cpu"
+
+
+def make_record(method: str, method_type: str, label: str, forgetting: list[float], degradation: list[float],
+                before_repeated: float = 0.2) -> dict:
+    """A result record with the fields leaderboard, tradeoff and report read (see run.py)."""
+    points = [{"knob": 0.01 * (i + 1), "forgetting": f, "forgetting_target": 1.5 * f, "degradation": d,
+               "gap_closed": f / 4.0, "gap_closed_target": 1.5 * f / 4.0, "em_repeated": 16.0 - 4 * f,
+               "em_control": 1.0, "repeated_loss": before_repeated + f, "val_loss": 3.0 + d}
+              for i, (f, d) in enumerate(zip(forgetting, degradation))]
+    return {
+        "schema": 1, "method": method, "method_type": method_type, "knob": "r", "setting": SETTING,
+        "preset": PRESET, "corpus": "synthetic-stories", "corpus_hash": "ab" * 32,
+        "checkpoint": {"label": label, "kind": label.split(":")[0]}, "reference": {"before": "standard"},
+        "hyperparameters": {}, "points": points,
+        "summary": {"gap_closed@0.05": points[0]["gap_closed"], "gap_closed@0.1": points[-1]["gap_closed"],
+                    "auc": 0.1, "auc_target": 0.2, "gap_closed_target@0.05": 0.1, "gap_closed_target@0.1": 0.2},
+        "before": {"em_repeated": 16.0, "repeated_loss": before_repeated, "val_loss": 3.0},
+        "no_rep": {"repeated_loss": 4.2, "val_loss": 3.1}, "timings": {"method_seconds": 1.5},
+    }
+
+
+RECORDS = {
+    "hard-concrete__standard": make_record("hard-concrete", "localizer", "standard", [0.5, 1.0, 2.0], [0.02, 0.08, 0.3]),
+    "ig__standard": make_record("ig", "localizer", "standard", [0.4, 1.2], [0.01, 0.05]),
+    "memsinks__memsinks": make_record("memsinks", "training", "memsinks", [1.0, 2.5], [0.0, 0.01]),
+    "my-plugin__standard": make_record("my-plugin", "localizer", "standard", [0.1, 0.2], [0.1, 0.2]),
+}
+
+
+@pytest.fixture()
+def results(tmp_path) -> Path:
+    directory = tmp_path / "results"
+    for name, record in RECORDS.items():
+        path = directory / "records" / f"{SETTING}-{PRESET}" / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record))
+    curves = {"standard": [{"step": s, "val_loss": 4 - s / 100, "repeated_loss": 3 - s / 50} for s in (10, 20, 30)],
+              "memsinks": [{"step": s, "val_loss": 4 - s / 100, "repeated_loss": 3.5 - s / 100,
+                            "repeated_loss@own": 3 - s / 40} for s in (10, 20, 30)]}
+    save_training_curves(directory, SETTING, PRESET, curves, {"standard": "/ckpt/standard", "memsinks": "/ckpt/ms"})
+    frame = pd.DataFrame({"group": ["memorized", "memorized", "non-memorized", "non-memorized"],
+                          "sequence": [0, 0, 0, 0], "position": [1, 2, 1, 2], "distance": [2, 1, 2, 1],
+                          "em_before": [8, 8, 1, 1], "em_after": [8, 0, 1, 0], "em_drop": [0, 8, 0, 1],
+                          "own_drop": [0, 8, 0, 3]})
+    write_analysis(analysis_path(directory, SETTING, PRESET, "standard", "prefix-perturbation"),
+                   "prefix-perturbation", frame, {"seed": 0, "groups": {}},
+                   {"setting": SETTING, "preset": PRESET, "checkpoint": {"label": "standard", "kind": "standard"}})
+    return directory
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*"))
+            if p.is_file() and "records" not in p.parts}
+
+
+def test_report_rebuilds_byte_identical_tables_and_figures(results):
+    build_report(results)
+    first = snapshot(results)
+    build_report(results)
+    assert snapshot(results) == first
+    for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.tex", "leaderboard.html", "index.html",
+                 f"figures/tradeoff_{SETTING}-{PRESET}.png", f"figures/tradeoff_{SETTING}-{PRESET}.pdf",
+                 f"figures/training-curves_{SETTING}-{PRESET}.png",
+                 f"analyses/{SETTING}-{PRESET}/standard/prefix-perturbation.md",
+                 f"analyses/{SETTING}-{PRESET}/standard/prefix-perturbation.png"):
+        assert name in first, name
+    leaderboard = first["leaderboard.md"].decode()
+    assert leaderboard.index("memsinks") < leaderboard.index("my-plugin")   # ranked by gap closed @0.05
+    index = first["index.html"].decode()
+    assert f'src="figures/tradeoff_{SETTING}-{PRESET}.png"' in index
+    assert f'src="analyses/{SETTING}-{PRESET}/standard/prefix-perturbation.png"' in index
+
+
+def test_figures_carry_no_timestamp_or_software_stamp(results):
+    build_report(results)
+    png = (results / "figures" / f"tradeoff_{SETTING}-{PRESET}.png").read_bytes()
+    pdf = (results / "figures" / f"tradeoff_{SETTING}-{PRESET}.pdf").read_bytes()
+    assert png.startswith(b"\x89PNG") and b"Software" not in png
+    assert pdf.startswith(b"%PDF") and b"CreationDate" not in pdf
+
+
+def line_colors(figure) -> dict[str, str]:
+    """Legend label -> colour of every labelled line in a figure."""
+    from matplotlib.colors import to_hex
+
+    return {line.get_label(): to_hex(line.get_color()) for ax in figure.axes for line in ax.get_lines()
+            if not line.get_label().startswith("_")}
+
+
+def test_each_method_keeps_one_color_across_figures():
+    records = list(RECORDS.values())
+    everything = line_colors(plots.tradeoff_figure(records))
+    reordered = line_colors(plots.tradeoff_figure([records[3], records[2], records[0]]))
+    for method in ("hard-concrete", "memsinks", "my-plugin"):
+        assert everything[method] == reordered[method] == plots.method_color(method)
+    methods = ["hard-concrete", "ig", "memsinks", "my-plugin"]
+    assert len({everything[m] for m in methods}) == len(methods)
+    curves = line_colors(plots.training_curves_figure({"memsinks": [{"step": 1, "val_loss": 3.0, "repeated_loss": 2.0,
+                                                                     "repeated_loss@own": 0.1}]}))
+    assert curves["memsinks (own sinks)"] == curves["memsinks (sinks dropped)"] == plots.method_color("memsinks")
+    sweep = line_colors(plots.sweep_figure([(0.3, {"val_loss": 3.0}), (0.1, {"val_loss": 3.1})], "p"))
+    assert sweep["val_loss"] == plots.method_color("memsinks")
+
+
+def test_plugin_colors_are_stable_and_distinct_from_built_ins():
+    color = plots.method_color("my-plugin")
+    assert color == plots.method_color("my-plugin") and color in plots.FALLBACK_COLORS
+    assert color not in plots.METHOD_COLORS.values()
+
+
+def test_tradeoff_marks_memsinks_and_the_no_rep_level():
+    figure = plots.tradeoff_figure(list(RECORDS.values()))
+    lines = {line.get_label(): line for line in figure.axes[0].get_lines()}
+    assert lines["memsinks"].get_marker() == "*" and lines["hard-concrete"].get_marker() == "o"
+    assert lines["my-plugin"].get_marker() == plots.PLUGIN_MARKER
+    level = lines["no-rep level (vs standard)"]
+    assert list(level.get_ydata()) == pytest.approx([4.2 - 0.2, 4.2 - 0.2])
+
+
+def test_analysis_render_is_deterministic_from_its_json(results):
+    path = analysis_path(results, SETTING, PRESET, "standard", "prefix-perturbation")
+    written = render_analysis(path)
+    first = {p: p.read_bytes() for p in written}
+    render_analysis(path)
+    assert {p: p.read_bytes() for p in written} == first
+    table = path.with_suffix(".md").read_text()
+    assert "em_drop" in table and "distance" in table
+
+
+def test_cli_plot_and_report(results, capsys):
+    assert main(["plot", "tradeoff", "--setting", SETTING, "--preset", PRESET, "--results", str(results)]) == 0
+    assert (results / "figures" / f"tradeoff_{SETTING}-{PRESET}.pdf").is_file()
+    assert main(["plot", "tradeoff", "--setting", "ts-repetition", "--results", str(results)]) == 2
+    assert "no result records" in capsys.readouterr().err
+    assert main(["report", "--results", str(results)]) == 0
+    assert (results / "index.html").is_file() and (results / "leaderboard.tex").is_file()
