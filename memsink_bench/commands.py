@@ -220,9 +220,14 @@ def _register_analyses(sub, common) -> None:
         epilog="examples:\n"
                "  memsink-bench plot tradeoff --setting ts-canary            # from results/records\n"
                "  memsink-bench plot training-curves --setting ts-repetition  # from trained checkpoints\n"
+               "  memsink-bench plot sweep --setting ts-repetition --parameter data.id_noise --values 0,0.1,0.5\n"
                "figures go to results/figures/<figure>_<setting>-<preset>.{pdf,png}")
-    plot.add_argument("figure", choices=["tradeoff", "training-curves"])
+    plot.add_argument("figure", choices=["tradeoff", "training-curves", "sweep"])
     common(plot)
+    plot.add_argument("--parameter", default="memsinks.sink_fraction",
+                      help="sweep: the swept field, e.g. memsinks.sink_fraction or data.id_noise")
+    plot.add_argument("--values", default="0.1,0.3,0.5,0.7",
+                      help="sweep: comma-separated values; checkpoints not yet trained are skipped")
     plot.add_argument("--results", type=Path, default=Path("results"), help="results directory (default: ./results)")
 
     report = sub.add_parser(
@@ -283,6 +288,8 @@ def cmd_plot(args) -> int:
         if not written:
             raise UserError(f"no result records for {config.setting} ({config.preset}) under {args.results}",
                             f"run `memsink-bench run --method ... --setting {config.setting} --preset {config.preset}` first")
+    elif args.figure == "sweep":
+        written = _plot_sweep(args, config)
     else:
         curves, sources = training_curves_from_checkpoints(args.workdir, config)
         if not curves:
@@ -292,6 +299,26 @@ def cmd_plot(args) -> int:
                                                               curves, sources), args.results)
     print("\n".join(str(p) for p in written))
     return 0
+
+
+def _plot_sweep(args, config) -> list:
+    from .report import render_sweep, sweep_from_checkpoints, sweep_path
+    from .storage import atomic_write_json
+
+    if args.parameter.split(".", 1)[0] not in ("memsinks", "data") or "." not in args.parameter:
+        raise UserError(f"cannot sweep '{args.parameter}'", "use memsinks.<field> or data.<field>")
+    try:
+        values = [float(v) for v in args.values.split(",")]
+    except ValueError:
+        raise UserError(f"--values '{args.values}' is not a comma-separated list of numbers", "e.g. --values 0.1,0.3") from None
+    stored = sweep_from_checkpoints(args.workdir, config, args.parameter, values)
+    if len(stored["pairs"]) < 2:
+        raise UserError(f"only {len(stored['pairs'])} MemSinks checkpoints of the sweep are trained",
+                        f"train them: memsink-bench train --setting {config.setting} --kind memsinks "
+                        f"--set {args.parameter}=VALUE")
+    path = sweep_path(args.results, config.setting, config.preset, args.parameter)
+    atomic_write_json(path, stored)
+    return render_sweep(path, args.results)
 
 
 @handler("report")

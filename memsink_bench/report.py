@@ -104,6 +104,60 @@ def render_training_curves(path: Path, results: Path) -> list[Path]:
     return save_figure(figure, results / "figures" / f"training-curves_{stored['setting']}-{stored['preset']}")
 
 
+# --- MemSinks sweeps (sink fraction p, ID noise d) --------------------------------------------
+
+SWEEP_PREFIX = "sweep-"
+
+
+def sweep_from_checkpoints(workdir: Path, config, parameter: str, values: list[float]) -> dict:
+    """Final metrics of the MemSinks checkpoints of `config` with `parameter` set to each value
+    (only those already trained), plus the standard and no-rep references of `config` itself."""
+    import copy
+
+    from .checkpoints import checkpoint_key
+    from .config import SECTIONS
+    from .setting import setting_key
+
+    section, key = parameter.split(".", 1)
+    pairs, sources = [], {}
+    for value in values:
+        varied = copy.deepcopy(config)
+        values_of = vars(getattr(varied, section))
+        values_of[key] = value
+        setattr(varied, section, SECTIONS[section](**values_of))
+        digest = checkpoint_key("memsinks", varied, setting_key(varied.setting, varied.data))
+        manifest = Path(workdir) / "checkpoints" / config.setting / f"memsinks-{digest}" / "manifest.json"
+        if manifest.is_file():
+            pairs.append([value, read_json(manifest)["final_metrics"]])
+            sources[str(value)] = str(manifest.parent)
+    references = {}
+    base_hash = setting_key(config.setting, config.data)
+    for kind in ("standard", "standard-no-rep"):
+        manifest = (Path(workdir) / "checkpoints" / config.setting
+                    / f"{kind}-{checkpoint_key(kind, config, base_hash)}" / "manifest.json")
+        if manifest.is_file():
+            final = read_json(manifest)["final_metrics"]
+            references[f"{kind} val loss"] = final["val_loss"]
+            references[f"{kind} repeated loss"] = final["repeated_loss"]
+    return {"schema": 1, "setting": config.setting, "preset": config.preset, "parameter": parameter,
+            "pairs": pairs, "references": references, "checkpoints": sources}
+
+
+def sweep_path(results: Path, setting: str, preset: str, parameter: str) -> Path:
+    return results / "analyses" / f"{setting}-{preset}" / f"{SWEEP_PREFIX}{parameter}.json"
+
+
+def render_sweep(path: Path, results: Path) -> list[Path]:
+    """Sweep figure: validation loss (sinks dropped) and repeated loss (dropped / own sinks)."""
+    from .plots import save_figure, sweep_figure
+
+    stored = read_json(path)
+    figure = sweep_figure([tuple(pair) for pair in stored["pairs"]], stored["parameter"],
+                          references={k: v for k, v in stored["references"].items() if "val" in k})
+    stem = results / "figures" / f"sweep-{stored['parameter']}_{stored['setting']}-{stored['preset']}"
+    return save_figure(figure, stem)
+
+
 # --- the whole report ------------------------------------------------------------------------
 
 def build_report(results_dir: Path) -> list[Path]:
@@ -115,6 +169,8 @@ def build_report(results_dir: Path) -> list[Path]:
         written += write_tradeoff(records, results, setting, preset)
     for path in sorted((results / "analyses").glob(f"*/{CURVES_FILE}")):
         written += render_training_curves(path, results)
+    for path in sorted((results / "analyses").glob(f"*/{SWEEP_PREFIX}*.json")):
+        written += render_sweep(path, results)
     for path in find_analyses(results):
         written += render_analysis(path)
     index = results / "index.html"
@@ -159,6 +215,7 @@ def _leaderboard_section(records: list[dict]) -> list[str]:
 def _setting_figures(results: Path, records: list[dict]) -> list[str]:
     parts = []
     stored = [read_json(p) for p in sorted((results / "analyses").glob(f"*/{CURVES_FILE}"))]
+    stored += [read_json(p) for p in sorted((results / "analyses").glob(f"*/{SWEEP_PREFIX}*.json"))]
     pairs = set(records_by_setting(records)) | {(s["setting"], s["preset"]) for s in stored}
     for setting, preset in sorted(pairs):
         parts.append(f"<h2>{html.escape(setting)} ({html.escape(preset)} preset)</h2>")
@@ -166,6 +223,9 @@ def _setting_figures(results: Path, records: list[dict]) -> list[str]:
                               (results / "figures" / f"training-curves_{setting}-{preset}", "training curves")):
             if stem.with_suffix(".png").is_file():
                 parts.append(_figure(results, stem.with_suffix(".png"), f"{setting} {preset}: {caption}"))
+        for png in sorted((results / "figures").glob(f"sweep-*_{setting}-{preset}.png")):
+            parameter = png.stem.split("_")[0][len("sweep-"):]
+            parts.append(_figure(results, png, f"{setting} {preset}: MemSinks sweep over {parameter}"))
     return parts
 
 

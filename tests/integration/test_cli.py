@@ -30,6 +30,7 @@ def cli(session_workdir, tmp_path, capsys):
         return code, out, err
 
     invoke.results = results
+    invoke.workdir = session_workdir
     return invoke
 
 
@@ -213,3 +214,17 @@ def test_the_example_plugin_runs_through_the_cli(cli, monkeypatch):
     code, out, err = cli("run", "--method", "activation-contrast", *SMOKE, "--set", "sweep.ratios=[0.05]")
     assert code == 0, err
     assert json.loads(_records(cli.results)[0].read_text())["method"] == "activation-contrast"
+
+
+def test_memsinks_sweep_figure_and_report_rebuild(cli, tmp_path):
+    results = tmp_path / "sweep-results"
+    for p in ("0.1", "0.3"):
+        assert cli("train", *SMOKE, "--kind", "memsinks", "--set", f"memsinks.sink_fraction={p}")[0] == 0
+    code, out, err = cli("plot", "sweep", *SMOKE, "--results", str(results), "--values", "0.1,0.3,0.5",
+                         "--workdir", str(cli.workdir), results_dir=None)
+    assert code == 0, err
+    stored = json.loads((results / "analyses" / "ts-canary-smoke" / "sweep-memsinks.sink_fraction.json").read_text())
+    assert [pair[0] for pair in stored["pairs"]] == [0.1, 0.3]             # 0.5 was never trained
+    assert (results / "figures" / "sweep-memsinks.sink_fraction_ts-canary-smoke.png").is_file()
+    assert main(["report", "--results", str(results)]) == 0
+    assert "sweep over memsinks.sink_fraction" in (results / "index.html").read_text()
