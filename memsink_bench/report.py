@@ -224,7 +224,7 @@ def _setting_figures(results: Path, records: list[dict]) -> list[str]:
             if stem.with_suffix(".png").is_file():
                 parts.append(_figure(results, stem.with_suffix(".png"), f"{setting} {preset}: {caption}"))
         for png in sorted((results / "figures").glob(f"sweep-*_{setting}-{preset}.png")):
-            parameter = png.stem.split("_")[0][len("sweep-"):]
+            parameter = png.stem[len("sweep-"):-len(f"_{setting}-{preset}")]
             parts.append(_figure(results, png, f"{setting} {preset}: MemSinks sweep over {parameter}"))
     return parts
 
