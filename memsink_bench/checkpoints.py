@@ -25,6 +25,7 @@ from .config import ExperimentConfig
 from .errors import UserError
 from .kinds import KINDS, check_kind
 from .setting import Setting
+from .train import TRACE_FILE
 from .storage import atomic_directory, file_lock, read_json
 
 MANIFEST = "manifest.json"
@@ -32,9 +33,12 @@ REQUIRED_FILES = (MANIFEST, "config.json", "model.safetensors")
 CHECKPOINT_FORMAT = 1
 
 
+NOT_IN_KEY = ("device", "threads", "trace_repeated")   # train fields that do not change the weights
+
+
 def checkpoint_key(kind: str, config: ExperimentConfig, setting_hash: str) -> str:
     """Hash of what determines the weights: setting, model, training and the kind's own knobs."""
-    train = {k: v for k, v in vars(config.train).items() if k not in ("device", "threads")}
+    train = {k: v for k, v in vars(config.train).items() if k not in NOT_IN_KEY}
     payload = {"kind": kind, "setting_hash": setting_hash, "model": vars(config.model), "train": train,
                "format": CHECKPOINT_FORMAT}
     if kind == "memsinks":
@@ -93,8 +97,10 @@ def save_checkpoint(directory: Path, model, tokenizer, optimizer_state: dict, ma
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
         torch.save(optimizer_state, tmp / "optimizer.pt")
-        if metrics_path is not None and metrics_path.exists():
-            (tmp / "metrics.jsonl").write_text(metrics_path.read_text())
+        for log in ("metrics.jsonl", TRACE_FILE):
+            source = metrics_path.parent / log if metrics_path is not None else None
+            if source is not None and source.exists():
+                (tmp / log).write_text(source.read_text())
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
 
 

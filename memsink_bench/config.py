@@ -115,6 +115,7 @@ class TrainConfig:
     seed: int = 0                   # model init and data order
     device: str = "auto"            # auto | cpu | cuda | cuda:N | mps
     threads: int = 0                # torch intra-op threads on CPU (0: torch's default)
+    trace_repeated: bool = False    # log every training loss of every repeated sequence (Fig. 7 dynamics)
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "eval_every"):

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from .checkpoints import Checkpoint, get_checkpoint, git_commit, load_checkpoint, package_versions
+from .checkpoints import NOT_IN_KEY, Checkpoint, get_checkpoint, git_commit, load_checkpoint, package_versions
 from .config import ExperimentConfig, data_dir, parse_value, typed_value
 from .errors import UserError, did_you_mean
 from .interventions import drop_neurons_scale
@@ -229,8 +229,8 @@ def run_method(*, method_spec: str, config: ExperimentConfig, setting: Setting, 
     identity = {"method": entry.name, "source": entry.source, "hyper": method.hyperparameters(), "grid": grid,
                 "checkpoint": checkpoint_spec, "config": config.to_dict(), "seed": seed,
                 "schema": RECORD_SCHEMA, "eval": EVAL_VERSION}
-    identity["config"]["train"].pop("device", None)
-    identity["config"]["train"].pop("threads", None)
+    for field in NOT_IN_KEY:
+        identity["config"]["train"].pop(field, None)
     path = record_path(results, config, entry.name, checkpoint_spec, identity)
     if path.is_file() and not force:
         try:

@@ -31,6 +31,7 @@ from .setting import Setting
 from .storage import atomic_directory
 
 FRESH_ID_LOW, FRESH_ID_HIGH = 1 << 24, 1 << 31
+TRACE_FILE = "repeated_trace.jsonl"
 
 
 @dataclass
@@ -123,6 +124,19 @@ def evaluate_during_training(model, setting: Setting, kind: str, config: Experim
     return metrics
 
 
+def _trace_repeated(trace: "MetricsLog", step: int, logits, batch, is_repeated, examples) -> None:
+    """The training loss (under the sequence's own mask, as the update sees it) of each repeated
+    sequence in this batch: the learning/forgetting dynamics of MemSinks Fig. 7."""
+    with torch.no_grad():
+        rows = is_repeated.nonzero().flatten()
+        labels = batch.labels[rows]
+        nll = torch.nn.functional.cross_entropy(logits[rows].flatten(0, 1).float(), labels.flatten(),
+                                                reduction="none").view_as(labels)
+        per_row = nll.sum(1) / (labels != -100).sum(1)
+    for row, loss in zip(rows.tolist(), per_row.tolist()):
+        trace.write({"step": step + 1, "sequence": examples[row].index, "loss": loss})
+
+
 class MetricsLog:
     """JSONL metrics in the run directory; on resume, lines after the snapshot step are dropped."""
 
@@ -210,6 +224,7 @@ def train(setting: Setting, kind: str, config: ExperimentConfig, run_dir: Path, 
     start_step = (load_snapshot(run_dir, model, optimizer) if resume else None)
     main_process = accelerator.is_main_process
     log = MetricsLog(run_dir / "metrics.jsonl", start_step) if main_process else None
+    trace = MetricsLog(run_dir / TRACE_FILE, start_step) if main_process and config.train.trace_repeated else None
     model, optimizer = accelerator.prepare(model, optimizer)
     inner = accelerator.unwrap_model(model)
     scaler, router = NeuronScaler(inner), GradientRouter(inner) if kind == "gradient-masked" else None
@@ -221,7 +236,8 @@ def train(setting: Setting, kind: str, config: ExperimentConfig, run_dir: Path, 
     model.train()
     try:
         while step < plan.total and (stop_after is None or step < stop_after):
-            batch, is_repeated = make_batch(setting, plan.examples(step)[rank::world] or plan.examples(step), pad_id)
+            examples = plan.examples(step)[rank::world] or plan.examples(step)
+            batch, is_repeated = make_batch(setting, examples, pad_id)
             batch, is_repeated = batch.to(accelerator.device), is_repeated.to(accelerator.device)
             scaler.scale = kinds_mod.training_scale(kind, config, d_mlp, batch.ids)
             if router is not None:
@@ -230,6 +246,8 @@ def train(setting: Setting, kind: str, config: ExperimentConfig, run_dir: Path, 
                 group["lr"] = learning_rate(step, plan.total, config)
             logits = model(input_ids=batch.input_ids).logits
             loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), batch.labels.flatten())
+            if trace is not None and is_repeated.any():
+                _trace_repeated(trace, step, logits, batch, is_repeated, examples)
             accelerator.backward(loss)
             if config.train.grad_clip:
                 accelerator.clip_grad_norm_(model.parameters(), config.train.grad_clip)

@@ -86,3 +86,20 @@ def test_truncated_weights_are_a_clear_error(trained, smoke_setting, tmp_path):
 def test_saved_weights_are_safetensors(trained):
     state = load_file(str(trained["standard"].directory / "model.safetensors"))
     assert any(name.endswith("mlp.c_fc.weight") for name in state)
+
+
+def test_repeated_trace_logs_every_appearance_and_does_not_change_the_checkpoint_key(smoke_setting, tmp_path):
+    from memsink_bench.checkpoints import checkpoint_key
+    from memsink_bench.train import TRACE_FILE
+
+    config = load_config("ts-canary", "smoke", ["train.trace_repeated=true"])
+    plain = load_config("ts-canary", "smoke")
+    assert checkpoint_key("memsinks", config, "h") == checkpoint_key("memsinks", plain, "h")
+    result = train(smoke_setting, "memsinks", config, tmp_path / "run", progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / TRACE_FILE).read_text().splitlines()]
+    epochs, n_repeated = config.train.epochs, len(smoke_setting.repeated)
+    assert len(rows) == epochs * n_repeated * config.data.repetitions        # every appearance, once
+    assert {r["sequence"] for r in rows} == set(range(n_repeated))
+    assert all(0 < r["step"] <= result.steps for r in rows)
+    first = [r["loss"] for r in rows if r["sequence"] == 0]
+    assert first[-1] < first[0]                                             # it is being learned
