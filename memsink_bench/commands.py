@@ -221,8 +221,10 @@ def _register_analyses(sub, common) -> None:
                "  memsink-bench plot tradeoff --setting ts-canary            # from results/records\n"
                "  memsink-bench plot training-curves --setting ts-repetition  # from trained checkpoints\n"
                "  memsink-bench plot sweep --setting ts-repetition --parameter data.id_noise --values 0,0.1,0.5\n"
+               "  memsink-bench plot dynamics --setting ts-repetition --set data.n_repeated=1 --set data.repetitions=8\n"
+               "      (after training standard and memsinks with those --set and --set train.trace_repeated=true)\n"
                "figures go to results/figures/<figure>_<setting>-<preset>.{pdf,png}")
-    plot.add_argument("figure", choices=["tradeoff", "training-curves", "sweep"])
+    plot.add_argument("figure", choices=["tradeoff", "training-curves", "sweep", "dynamics"])
     common(plot)
     plot.add_argument("--parameter", default="memsinks.sink_fraction",
                       help="sweep: the swept field, e.g. memsinks.sink_fraction or data.id_noise")
@@ -290,6 +292,8 @@ def cmd_plot(args) -> int:
                             f"run `memsink-bench run --method ... --setting {config.setting} --preset {config.preset}` first")
     elif args.figure == "sweep":
         written = _plot_sweep(args, config)
+    elif args.figure == "dynamics":
+        written = _plot_dynamics(args, config)
     else:
         curves, sources = training_curves_from_checkpoints(args.workdir, config)
         if not curves:
@@ -299,6 +303,19 @@ def cmd_plot(args) -> int:
                                                               curves, sources), args.results)
     print("\n".join(str(p) for p in written))
     return 0
+
+
+def _plot_dynamics(args, config) -> list:
+    from .report import DYNAMICS_FILE, dynamics_from_checkpoints, render_dynamics
+    from .storage import atomic_write_json
+
+    stored = dynamics_from_checkpoints(args.workdir, config)
+    if not stored["traces"]:
+        raise UserError(f"no repeated-sequence traces for {config.setting} ({config.preset}) with these --set values",
+                        "train standard and memsinks with the same --set and --set train.trace_repeated=true")
+    path = args.results / "analyses" / f"{config.setting}-{config.preset}" / DYNAMICS_FILE
+    atomic_write_json(path, stored)
+    return render_dynamics(path, args.results)
 
 
 def _plot_sweep(args, config) -> list:

@@ -246,3 +246,23 @@ def _legend(ax, **kwargs) -> None:
 
 def _as_list(axes) -> list:
     return list(axes.flat) if hasattr(axes, "flat") else [axes]
+
+
+# --- (d) learning/forgetting dynamics of one repeated sequence (MemSinks Fig. 7) --------------
+
+def dynamics_figure(traces: dict[str, list[dict]], title: str | None = None) -> Figure:
+    """Training loss of one repeated sequence at each of its appearances, per checkpoint kind;
+    `traces[kind]` are repeated_trace.jsonl rows ({step, sequence, loss}) of sequence 0."""
+    with paper_style():
+        fig, ax = subplots(1, 1, width=DOUBLE_COLUMN * 0.6, height=2.6)
+        for kind in _kind_order(traces):
+            rows = sorted(traces[kind], key=lambda r: r["step"])
+            ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], color=method_color(kind),
+                    marker=".", linewidth=1.0, label=kind)
+        ax.set_xlabel("training step")
+        ax.set_ylabel("training loss of the repeated sequence")
+        ax.set_yscale("log")
+        _legend(ax)
+        if title:
+            ax.set_title(title)
+    return fig

@@ -158,6 +158,39 @@ def render_sweep(path: Path, results: Path) -> list[Path]:
     return save_figure(figure, stem)
 
 
+# --- learning/forgetting dynamics --------------------------------------------------------------
+
+DYNAMICS_FILE = "dynamics.json"
+
+
+def dynamics_from_checkpoints(workdir: Path, config) -> dict:
+    """Training-loss traces of repeated sequence 0 from the standard and MemSinks checkpoints of
+    `config` (trained with train.trace_repeated=true); kinds without a trace are left out."""
+    from .checkpoints import checkpoint_key
+    from .setting import setting_key
+    from .train import TRACE_FILE
+
+    traces, sources = {}, {}
+    for kind in ("standard", "memsinks"):
+        directory = (Path(workdir) / "checkpoints" / config.setting
+                     / f"{kind}-{checkpoint_key(kind, config, setting_key(config.setting, config.data))}")
+        if (directory / TRACE_FILE).is_file():
+            rows = [json.loads(line) for line in (directory / TRACE_FILE).read_text().splitlines() if line.strip()]
+            traces[kind] = [r for r in rows if r["sequence"] == 0]
+            sources[kind] = str(directory)
+    return {"schema": 1, "setting": config.setting, "preset": config.preset, "traces": traces,
+            "checkpoints": sources, "data": vars(config.data)}
+
+
+def render_dynamics(path: Path, results: Path) -> list[Path]:
+    from .plots import dynamics_figure, save_figure
+
+    stored = read_json(path)
+    title = (f"{stored['setting']}: 1 repeated story, {stored['data']['repetitions']} appearances per epoch")
+    figure = dynamics_figure(stored["traces"], title=title)
+    return save_figure(figure, results / "figures" / f"dynamics_{stored['setting']}-{stored['preset']}")
+
+
 # --- the whole report ------------------------------------------------------------------------
 
 def build_report(results_dir: Path) -> list[Path]:
@@ -171,6 +204,8 @@ def build_report(results_dir: Path) -> list[Path]:
         written += render_training_curves(path, results)
     for path in sorted((results / "analyses").glob(f"*/{SWEEP_PREFIX}*.json")):
         written += render_sweep(path, results)
+    for path in sorted((results / "analyses").glob(f"*/{DYNAMICS_FILE}")):
+        written += render_dynamics(path, results)
     for path in find_analyses(results):
         written += render_analysis(path)
     index = results / "index.html"
@@ -216,6 +251,7 @@ def _setting_figures(results: Path, records: list[dict]) -> list[str]:
     parts = []
     stored = [read_json(p) for p in sorted((results / "analyses").glob(f"*/{CURVES_FILE}"))]
     stored += [read_json(p) for p in sorted((results / "analyses").glob(f"*/{SWEEP_PREFIX}*.json"))]
+    stored += [read_json(p) for p in sorted((results / "analyses").glob(f"*/{DYNAMICS_FILE}"))]
     pairs = set(records_by_setting(records)) | {(s["setting"], s["preset"]) for s in stored}
     for setting, preset in sorted(pairs):
         parts.append(f"<h2>{html.escape(setting)} ({html.escape(preset)} preset)</h2>")
@@ -223,6 +259,9 @@ def _setting_figures(results: Path, records: list[dict]) -> list[str]:
                               (results / "figures" / f"training-curves_{setting}-{preset}", "training curves")):
             if stem.with_suffix(".png").is_file():
                 parts.append(_figure(results, stem.with_suffix(".png"), f"{setting} {preset}: {caption}"))
+        dynamics = results / "figures" / f"dynamics_{setting}-{preset}.png"
+        if dynamics.is_file():
+            parts.append(_figure(results, dynamics, f"{setting} {preset}: learning/forgetting of one repeated story"))
         for png in sorted((results / "figures").glob(f"sweep-*_{setting}-{preset}.png")):
             parameter = png.stem[len("sweep-"):-len(f"_{setting}-{preset}")]
             parts.append(_figure(results, png, f"{setting} {preset}: MemSinks sweep over {parameter}"))

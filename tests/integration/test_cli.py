@@ -228,3 +228,17 @@ def test_memsinks_sweep_figure_and_report_rebuild(cli, tmp_path):
     assert (results / "figures" / "sweep-memsinks.sink_fraction_ts-canary-smoke.png").is_file()
     assert main(["report", "--results", str(results)]) == 0
     assert "sweep over memsinks.sink_fraction" in (results / "index.html").read_text()
+
+
+def test_dynamics_figure_from_traced_training(cli, tmp_path):
+    results = tmp_path / "dynamics-results"
+    traced = ["--set", "data.n_repeated=1", "--set", "train.trace_repeated=true"]
+    for kind in ("standard", "memsinks"):
+        assert cli("train", *SMOKE, "--kind", kind, *traced)[0] == 0
+    code, _, err = cli("plot", "dynamics", *SMOKE, "--set", "data.n_repeated=1", "--results", str(results),
+                       "--workdir", str(cli.workdir), results_dir=None)
+    assert code == 0, err
+    stored = json.loads((results / "analyses" / "ts-canary-smoke" / "dynamics.json").read_text())
+    assert set(stored["traces"]) == {"standard", "memsinks"}
+    assert len(stored["traces"]["standard"]) == 3 * 8                          # epochs x repetitions
+    assert (results / "figures" / "dynamics_ts-canary-smoke.png").is_file()
