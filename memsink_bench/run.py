@@ -268,6 +268,8 @@ def run_method(*, method_spec: str, config: ExperimentConfig, setting: Setting, 
         if issubclass(cls, NeuronLocalizer):
             scores = check_scores(_call(entry, method.score, model, context), mlp_shape(model), entry.name)
             extras["scores_top_per_layer"] = scores.topk(min(5, scores.shape[1]), dim=1).indices.tolist()
+            if isinstance(getattr(method, "steps_taken", None), int):      # optimising localizers
+                extras["steps_taken"] = method.steps_taken
             states = ((r, model, drop_neurons_scale(top_r_drop(scores, r)).to(device)) for r in grid)
         else:
             states = ((knob, edited, None) for knob, edited in method.edit_sweep(model, context, grid))
