@@ -179,7 +179,7 @@ def get_checkpoint(workdir: Path, setting: Setting, kind: str, config: Experimen
             "corpus_hash": setting.corpus_hash, "checkpoint_key": directory.name.rsplit("-", 1)[-1],
             "config": config.to_dict(), "seeds": {"train": config.train.seed, "data": config.data.seed},
             "versions": package_versions(), "git_commit": git_commit(),
-            "train_seconds": round(result.seconds, 2), "steps": result.steps,
+            "train_seconds": round(result.seconds, 2), "steps": result.steps, "processes": result.processes,
             "final_metrics": result.final, "setting_summary": setting.describe(),
         }
         save_checkpoint(directory, result.model, setting.tokenizer, result.optimizer_state, manifest,

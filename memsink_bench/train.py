@@ -202,6 +202,7 @@ class TrainResult:
     final: dict[str, float]
     seconds: float
     steps: int
+    processes: int = 1
 
 
 def train(setting: Setting, kind: str, config: ExperimentConfig, run_dir: Path, *, resume: bool = False,
@@ -276,7 +277,7 @@ def train(setting: Setting, kind: str, config: ExperimentConfig, run_dir: Path, 
     records = log.records() if main_process else []
     final = records[-1] if records and records[-1]["step"] == plan.total else {}
     return TrainResult(inner, optimizer.state_dict(), records, final,
-                       time.perf_counter() - began, step)
+                       time.perf_counter() - began, step, world)
 
 
 def _progress(total: int, initial: int, kind: str, enabled: bool):

@@ -103,3 +103,20 @@ def test_repeated_trace_logs_every_appearance_and_does_not_change_the_checkpoint
     assert all(0 < r["step"] <= result.steps for r in rows)
     first = [r["loss"] for r in rows if r["sequence"] == 0]
     assert first[-1] < first[0]                                             # it is being learned
+
+
+def test_two_processes_train_one_checkpoint_together(tmp_path):
+    """`torchrun` (what `accelerate launch --multi_gpu` starts on a CPU-only machine): two ranks
+    shard every batch, all-reduce gradients, and rank 0 alone writes the checkpoint."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "memsink_bench.cli",
+               "train", "--setting", "ts-canary", "--preset", "smoke", "--kind", "memsinks", "--quiet",
+               "--workdir", str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    [directory] = list((tmp_path / "checkpoints" / "ts-canary").glob("memsinks-*"))
+    assert json.loads((directory / "manifest.json").read_text())["processes"] == 2
+    metrics = [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[-1]["val_loss"] < metrics[0]["val_loss"]
