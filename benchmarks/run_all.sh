@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Every benchmark, each printing ratios measured in one process run:
+#   bash benchmarks/run_all.sh
+# The end-to-end one needs (or first trains, untimed) the cpu-preset ts-canary checkpoints.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+echo "## training loop (throughput, masking overhead, MFU)"; python benchmarks/bench_training.py
+echo; echo "## integrated gradients (batched exact vs literal loop)"; python benchmarks/bench_ig.py --threads 1
+echo; echo "## tradeoff points and end to end"; python benchmarks/bench_end_to_end.py
