@@ -14,12 +14,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
 from matplotlib.figure import Figure
+
+from .storage import atomic_write_bytes
 
 # seaborn "colorblind" palette values, one per built-in method and checkpoint kind
 METHOD_COLORS = {
@@ -88,25 +88,9 @@ def save_figure(fig: Figure, stem: Path) -> list[Path]:
             buffer = io.BytesIO()
             fig.savefig(buffer, format=fmt, metadata=metadata)
             path = stem.with_name(f"{stem.name}.{fmt}")
-            _atomic_write_bytes(path, buffer.getvalue())
+            atomic_write_bytes(path, buffer.getvalue())
             written.append(path)
     return written
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Binary twin of storage.atomic_write_text: a figure is complete or absent."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 # --- (a) tradeoff ----------------------------------------------------------------------------
