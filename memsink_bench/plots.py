@@ -244,7 +244,7 @@ def dynamics_figure(traces: dict[str, list[dict]], title: str | None = None) -> 
             ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], color=method_color(kind),
                     marker=".", linewidth=1.0, label=kind)
         ax.set_xlabel("training step")
-        ax.set_ylabel("training loss of the repeated sequence")
+        ax.set_ylabel("training loss of the story")
         ax.set_yscale("log")
         _legend(ax)
         if title:

@@ -186,7 +186,7 @@ def render_dynamics(path: Path, results: Path) -> list[Path]:
     from .plots import dynamics_figure, save_figure
 
     stored = read_json(path)
-    title = (f"{stored['setting']}: 1 repeated story, {stored['data']['repetitions']} appearances per epoch")
+    title = f"{stored['setting']}: one story, {stored['data']['repetitions']} times an epoch"
     figure = dynamics_figure(stored["traces"], title=title)
     return save_figure(figure, results / "figures" / f"dynamics_{stored['setting']}-{stored['preset']}")
 
