@@ -117,12 +117,16 @@ def no_rep_levels(records: list[dict]) -> list[tuple[str, float]]:
     return sorted(levels.items())
 
 
+TRADEOFF_MAX_DEGRADATION = 1.0    # nats: the x range shown; points beyond are named in the legend
+
+
 def tradeoff_figure(records: list[dict], title: str | None = None) -> Figure:
     """Sequence forgetting (y) against model degradation (x), one curve per record over its knob
     (MemSinks: star, gradient-masked: diamond), and the no-rep level as a horizontal line —
-    the layout of MemSinks Fig. 2 / 4c. Up and to the left is better."""
+    the layout of MemSinks Fig. 2 / 4c. Up and to the left is better. The x axis stops at
+    TRADEOFF_MAX_DEGRADATION so that a method that wrecks the model does not flatten the rest."""
     with paper_style():
-        fig, ax = subplots(width=DOUBLE_COLUMN * 0.75, height=3.2)
+        fig, ax = subplots(width=DOUBLE_COLUMN, height=3.4)
         labelled = set()
         for record in sorted(records, key=_record_order):
             _draw_curve(ax, record, labelled)
@@ -130,6 +134,10 @@ def tradeoff_figure(records: list[dict], title: str | None = None) -> Figure:
             ax.axhline(level, color="black", linestyle=style, linewidth=1.0,
                        label=f"no-rep level (vs {reference})")
         ax.axvline(0.0, color="0.6", linewidth=0.8, zorder=0)
+        shown = [p["forgetting"] for r in records for p in r["points"] if p["degradation"] <= TRADEOFF_MAX_DEGRADATION]
+        top = max(shown + [level for _, level in no_rep_levels(records)] + [0.1])
+        ax.set_xlim(-0.05, TRADEOFF_MAX_DEGRADATION)
+        ax.set_ylim(min(shown + [0.0]) - 0.05 * top, 1.1 * top)
         ax.set_xlabel("model degradation (validation loss increase, nats)")
         ax.set_ylabel("sequence forgetting\n(repeated loss increase, nats)")
         if title:
@@ -141,6 +149,9 @@ def tradeoff_figure(records: list[dict], title: str | None = None) -> Figure:
 def _draw_curve(ax, record: dict, labelled: set) -> None:
     points = sorted(record["points"], key=lambda p: p["knob"])
     label = curve_label(record)
+    least = min(p["degradation"] for p in points)
+    if least > TRADEOFF_MAX_DEGRADATION:
+        label += f" (off scale: degradation ≥ {least:.1f})"
     marker = method_marker(record["method"], record.get("method_type", ""))
     ax.plot([p["degradation"] for p in points], [p["forgetting"] for p in points],
             color=method_color(record["method"]), marker=marker,
