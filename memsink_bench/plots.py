@@ -180,7 +180,7 @@ def training_curves_figure(curves: dict[str, list[dict]], title: str | None = No
     """Validation loss (left) and repeated-sequence loss (right) over training steps, one colour
     per checkpoint kind; `curves[kind]` is its metrics.jsonl rows ({step, val_loss, ...})."""
     with paper_style():
-        fig, (val_ax, rep_ax) = subplots(1, 2, width=DOUBLE_COLUMN, height=2.8, sharex=True)
+        fig, (val_ax, rep_ax) = subplots(1, 2, width=DOUBLE_COLUMN, height=4.2, sharex=True)
         for kind in _kind_order(curves):
             rows = sorted(curves[kind], key=lambda r: r["step"])
             _line(val_ax, rows, "val_loss", kind, VALIDATION_VIEWS.get(kind, ""), "-")
@@ -189,8 +189,10 @@ def training_curves_figure(curves: dict[str, list[dict]], title: str | None = No
         val_ax.set_ylabel("validation loss")
         rep_ax.set_ylabel("repeated-sequence loss")
         for ax in (val_ax, rep_ax):
+            ax.set_yscale("log")          # a wrecked view (gradient-masked dropout) must not flatten the rest
+        for ax in (val_ax, rep_ax):
             ax.set_xlabel("training step")
-            _legend(ax)
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
         if title:
             fig.suptitle(title)
     return fig
