@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from argparse import RawDescriptionHelpFormatter
 from pathlib import Path
 
 from .errors import UserError
@@ -104,7 +105,7 @@ def _split_method_overrides(overrides: list[str]) -> tuple[list[str], list[str]]
 def _register_run(sub, common) -> None:
     run = sub.add_parser(
         "run", help="run one method on a checkpoint and write its result record",
-        formatter_class=__import__("argparse").RawDescriptionHelpFormatter,
+        formatter_class=RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  memsink-bench run --method ig --setting ts-canary\n"
                "  memsink-bench run --method hard-concrete --setting ts-repetition --checkpoint memsinks\n"
@@ -193,7 +194,6 @@ def cmd_leaderboard(args) -> int:
 
 @registrar
 def _register_analyses(sub, common) -> None:
-    from argparse import RawDescriptionHelpFormatter
 
     from .analyses import ANALYSES
 
