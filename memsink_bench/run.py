@@ -313,7 +313,7 @@ def run_method(*, method_spec: str, config: ExperimentConfig, setting: Setting, 
                     "total_seconds": round(time.perf_counter() - started, 3)},
         "directions": {k: ("higher" if v else "lower") for k, v in DIRECTIONS.items()},
     }
-    with file_lock(path.with_suffix(".lock")):
+    with file_lock(path.with_name(f".{path.name}.lock")):     # hidden: never read as a result
         atomic_write_json(path, record)
     return record, path, True
 
