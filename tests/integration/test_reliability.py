@@ -249,6 +249,7 @@ BARRIER_SCRIPT = textwrap.dedent('''
     build = setting_module.build_setting
     def counted(*args, **kwargs):
         print(f"BUILDING SETTING in {os.getpid()}", file=sys.stderr, flush=True)
+        time.sleep(3)        # hold the build lock long enough that the others surely queue on it
         return build(*args, **kwargs)
     setting_module.build_setting = counted
     ready, go = Path(sys.argv[1]), Path(sys.argv[2])
