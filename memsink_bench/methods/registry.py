@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError, did_you_mean
-from .base import Method, ModelEditor, NeuronLocalizer
+from .base import ModelEditor, NeuronLocalizer
 from .training_time import TrainingTimeMethod
 
 ENTRY_POINT_GROUP = "memsink_bench.methods"
@@ -151,6 +151,3 @@ def registry() -> Registry:
         _REGISTRY = Registry()
     return _REGISTRY
 
-
-def is_method(cls) -> bool:
-    return isinstance(cls, type) and issubclass(cls, Method)
