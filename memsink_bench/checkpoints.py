@@ -24,7 +24,7 @@ from . import __version__
 from .config import ExperimentConfig
 from .errors import UserError
 from .kinds import KINDS, check_kind
-from .setting import Setting
+from .setting import Setting, setting_key
 from .train import TRACE_FILE
 from .storage import atomic_directory, file_lock, read_json
 
@@ -48,12 +48,13 @@ def checkpoint_key(kind: str, config: ExperimentConfig, setting_hash: str) -> st
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def checkpoint_name(kind: str, config: ExperimentConfig, setting: Setting) -> str:
-    return f"{kind}-{checkpoint_key(kind, config, setting.setting_hash)}"
+def checkpoint_name(kind: str, config: ExperimentConfig) -> str:
+    """`<kind>-<key>`; the setting hash is a function of the config, so no built setting is needed."""
+    return f"{kind}-{checkpoint_key(kind, config, setting_key(config.setting, config.data))}"
 
 
-def checkpoint_dir(workdir: Path, kind: str, config: ExperimentConfig, setting: Setting) -> Path:
-    return workdir / "checkpoints" / setting.name / checkpoint_name(kind, config, setting)
+def checkpoint_dir(workdir: Path, kind: str, config: ExperimentConfig) -> Path:
+    return Path(workdir) / "checkpoints" / config.setting / checkpoint_name(kind, config)
 
 
 def package_versions() -> dict[str, str]:
@@ -158,7 +159,7 @@ def get_checkpoint(workdir: Path, setting: Setting, kind: str, config: Experimen
     from .train import train
 
     check_kind(kind)
-    directory = checkpoint_dir(workdir, kind, config, setting)
+    directory = checkpoint_dir(workdir, kind, config)
     if (directory / MANIFEST).is_file():
         return load_checkpoint(directory, setting, device)
     rank, world = _launch_rank()

@@ -194,7 +194,6 @@ def cmd_leaderboard(args) -> int:
 
 @registrar
 def _register_analyses(sub, common) -> None:
-
     from .analyses import ANALYSES
 
     analyze = sub.add_parser(

@@ -86,14 +86,12 @@ def curves_path(results: Path, setting: str, preset: str) -> Path:
 def training_curves_from_checkpoints(workdir: Path, config) -> tuple[dict[str, list[dict]], dict[str, str]]:
     """({kind: metrics.jsonl rows}, {kind: checkpoint dir}) of the kinds already trained for
     this setting and config; kinds not trained yet are left out (nothing is trained here)."""
-    from .checkpoints import checkpoint_key
+    from .checkpoints import checkpoint_dir
     from .kinds import KINDS
-    from .setting import setting_key
 
-    setting_hash = setting_key(config.setting, config.data)
     curves, sources = {}, {}
     for kind in KINDS:
-        directory = Path(workdir) / "checkpoints" / config.setting / f"{kind}-{checkpoint_key(kind, config, setting_hash)}"
+        directory = checkpoint_dir(workdir, kind, config)
         metrics = directory / "metrics.jsonl"
         if metrics.is_file():
             curves[kind] = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
@@ -126,9 +124,8 @@ def sweep_from_checkpoints(workdir: Path, config, parameter: str, values: list[f
     (only those already trained), plus the standard and no-rep references of `config` itself."""
     import copy
 
-    from .checkpoints import checkpoint_key
+    from .checkpoints import checkpoint_dir
     from .config import SECTIONS
-    from .setting import setting_key
 
     section, key = parameter.split(".", 1)
     pairs, sources = [], {}
@@ -137,16 +134,13 @@ def sweep_from_checkpoints(workdir: Path, config, parameter: str, values: list[f
         values_of = vars(getattr(varied, section))
         values_of[key] = value
         setattr(varied, section, SECTIONS[section](**values_of))
-        digest = checkpoint_key("memsinks", varied, setting_key(varied.setting, varied.data))
-        manifest = Path(workdir) / "checkpoints" / config.setting / f"memsinks-{digest}" / "manifest.json"
+        manifest = checkpoint_dir(workdir, "memsinks", varied) / "manifest.json"
         if manifest.is_file():
             pairs.append([value, read_json(manifest)["final_metrics"]])
             sources[str(value)] = str(manifest.parent)
     references = {}
-    base_hash = setting_key(config.setting, config.data)
     for kind in ("standard", "standard-no-rep"):
-        manifest = (Path(workdir) / "checkpoints" / config.setting
-                    / f"{kind}-{checkpoint_key(kind, config, base_hash)}" / "manifest.json")
+        manifest = checkpoint_dir(workdir, kind, config) / "manifest.json"
         if manifest.is_file():
             final = read_json(manifest)["final_metrics"]
             references[f"{kind} val loss"] = final["val_loss"]
@@ -178,14 +172,12 @@ DYNAMICS_FILE = "dynamics.json"
 def dynamics_from_checkpoints(workdir: Path, config) -> dict:
     """Training-loss traces of repeated sequence 0 from the standard and MemSinks checkpoints of
     `config` (trained with train.trace_repeated=true); kinds without a trace are left out."""
-    from .checkpoints import checkpoint_key
-    from .setting import setting_key
+    from .checkpoints import checkpoint_dir
     from .train import TRACE_FILE
 
     traces, sources = {}, {}
     for kind in ("standard", "memsinks"):
-        directory = (Path(workdir) / "checkpoints" / config.setting
-                     / f"{kind}-{checkpoint_key(kind, config, setting_key(config.setting, config.data))}")
+        directory = checkpoint_dir(workdir, kind, config)
         if (directory / TRACE_FILE).is_file():
             rows = [json.loads(line) for line in (directory / TRACE_FILE).read_text().splitlines() if line.strip()]
             traces[kind] = [r for r in rows if r["sequence"] == 0]

@@ -446,7 +446,7 @@ def test_malicious_pickles_in_checkpoints_and_snapshots_are_never_unpickled(shar
     # an interrupted run's snapshot: `train --resume` reads its optimizer.pt (weights_only)
     config = load_config("ts-canary", "smoke", ["train.epochs=2"])
     setting = get_setting(config.setting, config.data, workdir)
-    run_dir = workdir / "runs" / "ts-canary" / checkpoint_name("standard", config, setting)
+    run_dir = workdir / "runs" / "ts-canary" / checkpoint_name("standard", config)
     train(setting, "standard", config, run_dir, stop_after=12, progress=False)
     (run_dir / "snapshot" / "optimizer.pt").write_bytes(evil)
     argv = ["train", *SMOKE, "--set", "train.epochs=2", "--kind", "standard", "--workdir", str(workdir)]
