@@ -159,10 +159,10 @@ def corpus_label(data: DataConfig) -> str:
 
 
 def load_documents_for(data: DataConfig, n_needed: int) -> list[str]:
+    """Every usable document of the corpus (the synthetic generator makes exactly `n_needed`)."""
     from .corpus.sources import load_documents
 
-    documents = load_documents(data.corpus, n_needed, data.seed, data.corpus_path)
-    return documents[:n_needed] if data.corpus == "synthetic-stories" else documents
+    return load_documents(data.corpus, n_needed, data.seed, data.corpus_path)
 
 
 # --- cache on disk ---------------------------------------------------------------------------
