@@ -25,7 +25,7 @@ from .config import ExperimentConfig
 from .errors import UserError
 from .kinds import KINDS, check_kind
 from .setting import Setting, setting_key
-from .train import TRACE_FILE
+from .train import TRACE_FILE, TRAINING_REVISION
 from .storage import atomic_directory, file_lock, read_json
 
 MANIFEST = "manifest.json"
@@ -40,7 +40,7 @@ def checkpoint_key(kind: str, config: ExperimentConfig, setting_hash: str) -> st
     """Hash of what determines the weights: setting, model, training and the kind's own knobs."""
     train = {k: v for k, v in vars(config.train).items() if k not in NOT_IN_KEY}
     payload = {"kind": kind, "setting_hash": setting_hash, "model": vars(config.model), "train": train,
-               "format": CHECKPOINT_FORMAT}
+               "format": CHECKPOINT_FORMAT, "training_revision": TRAINING_REVISION}
     if kind == "memsinks":
         payload["memsinks"] = vars(config.memsinks)
     if kind == "gradient-masked":
@@ -175,7 +175,8 @@ def get_checkpoint(workdir: Path, setting: Setting, kind: str, config: Experimen
             torch.distributed.barrier()                        # wait for rank 0 to save
             return load_checkpoint(directory, setting, device)
         manifest = {
-            "format": CHECKPOINT_FORMAT, "kind": kind, "setting": setting.name, "preset": config.preset,
+            "format": CHECKPOINT_FORMAT, "training_revision": TRAINING_REVISION, "kind": kind,
+            "setting": setting.name, "preset": config.preset,
             "setting_hash": setting.setting_hash, "corpus": setting.corpus_name,
             "corpus_hash": setting.corpus_hash, "checkpoint_key": directory.name.rsplit("-", 1)[-1],
             "config": config.to_dict(), "seeds": {"train": config.train.seed, "data": config.data.seed},

@@ -76,13 +76,18 @@ def mlp_shape(model: nn.Module) -> tuple[int, int]:
 
 
 def build_model(cfg: ModelConfig, vocab_size: int, seq_len: int, seed: int) -> nn.Module:
-    """A fresh GPT-2 with SDPA attention and no dropout (dropout would blur memorization)."""
+    """A fresh GPT-2 with SDPA attention and no dropout (dropout would blur memorization).
+
+    The activation is GPT-2's tanh-approximated GELU computed by one fused kernel
+    (`gelu_pytorch_tanh`, the same function as GPT-2's `gelu_new`, which takes five elementwise
+    kernels forward and more backward): 1.2x faster training at the cpu preset.
+    """
     from transformers import GPT2Config, GPT2LMHeadModel
 
     config = GPT2Config(
         vocab_size=vocab_size, n_positions=seq_len, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
         n_head=cfg.n_head, n_inner=cfg.d_mlp, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-        bos_token_id=0, eos_token_id=0, pad_token_id=0,
+        bos_token_id=0, eos_token_id=0, pad_token_id=0, activation_function="gelu_pytorch_tanh",
     )
     config._attn_implementation = "sdpa"
     with torch.random.fork_rng(devices=[]):

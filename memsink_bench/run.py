@@ -33,6 +33,7 @@ from .methods.registry import Entry, registry
 from .methods.training_time import MemSinksDrop, TrainingTimeMethod
 from .metrics import DIRECTIONS, evaluate_state, point_metrics, summarize_curve
 from .models import mlp_layout, mlp_shape, weight_layout
+from .train import TRAINING_REVISION
 from .setting import Setting
 from .storage import atomic_write_json, file_lock
 
@@ -228,7 +229,7 @@ def run_method(*, method_spec: str, config: ExperimentConfig, setting: Setting, 
     checkpoint_spec = checkpoint_spec or "standard"
     identity = {"method": entry.name, "source": entry.source, "hyper": method.hyperparameters(), "grid": grid,
                 "checkpoint": checkpoint_spec, "config": config.to_dict(), "seed": seed,
-                "schema": RECORD_SCHEMA, "eval": EVAL_VERSION}
+                "schema": RECORD_SCHEMA, "eval": EVAL_VERSION, "training": TRAINING_REVISION}
     for field in NOT_IN_KEY:
         identity["config"]["train"].pop(field, None)
     path = record_path(results, config, entry.name, checkpoint_spec, identity)
