@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import errno
 import sys
 from pathlib import Path
 
@@ -82,6 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("memsink-bench: interrupted; rerun with --resume to continue training", file=sys.stderr)
         return 130
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # every write is atomic, so what was being written is simply absent, never partial
+        where = f" writing {error.filename}" if error.filename else ""
+        print(f"memsink-bench: error: the disk is full{where}; nothing partial was kept "
+              "(free space or point --workdir / --results at another disk, then rerun)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

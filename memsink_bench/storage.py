@@ -2,7 +2,8 @@
 
 Directories are written into a hidden temporary sibling and renamed into place; files are
 written to a temporary sibling, fsynced and renamed. A crash at any point leaves at most a
-`.tmp-*` leftover, which readers never look at.
+`.tmp-*` leftover, which readers never look at and the next successful write of the same
+directory removes.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,7 +21,12 @@ from .errors import UserError
 
 @contextlib.contextmanager
 def atomic_directory(target: Path):
-    """Yield a temporary directory; on success it replaces `target` in one rename."""
+    """Yield a temporary directory; on success it replaces `target` in one rename.
+
+    The caller must be the target's only writer (every caller holds the target's lock), so after
+    a success the `.tmp-*` / `.old-*` leftovers of earlier writers of the same target, killed
+    mid-write, are removed.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
@@ -38,6 +45,15 @@ def atomic_directory(target: Path):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    for leftover in leftovers(target):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def leftovers(target: Path) -> list[Path]:
+    """`.tmp-<name>-XXXXXXXX` / `.old-<name>-XXXXXXXX` siblings of `target` (mkdtemp's 8-character
+    suffix, so `standard-<key>` never matches another target's leftovers)."""
+    pattern = re.compile(rf"\.(tmp|old)-{re.escape(target.name)}-[A-Za-z0-9_]{{8}}")
+    return [path for path in target.parent.iterdir() if pattern.fullmatch(path.name)]
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

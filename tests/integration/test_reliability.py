@@ -160,6 +160,7 @@ def test_crash_between_the_two_renames_of_a_snapshot_save_resumes_from_the_previ
     assert resumed.metrics == full.metrics
     for name, tensor in full.model.state_dict().items():
         assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+    assert not list(cut.glob(".old-snapshot-*"))      # the next successful save removed the leftover
 
 
 # --- crash while writing ---------------------------------------------------------------------------
@@ -219,6 +220,7 @@ def test_crash_while_saving_a_checkpoint_or_writing_a_record_leaves_nothing_part
     assert crashed.returncode == 17, crashed.stderr
     visible_checkpoints_are_complete()                      # the checkpoint was redone, completely
     assert {row["kind"] for row in list_checkpoints(workdir)} == {"standard", "standard-no-rep"}
+    assert not list((workdir / "checkpoints" / "ts-canary").glob(".tmp-*"))   # leftovers removed on redo
     assert records(results) == [] and load_records(results) == []
     assert list((results / "records").glob("*/.tmp-*"))      # the crash really was mid-write
     for path in (results / "records").rglob("*.json"):
@@ -546,3 +548,17 @@ def test_unwritable_output_fails_before_any_work(tmp_path, monkeypatch, capsys, 
     assert re.search(r"cannot write to|MB free under", err) and re.search(r"choose|free at least", err), err
     assert not (workdir / "checkpoints").exists() and not (workdir / "settings").exists()
     assert not records(results)
+
+
+def test_a_disk_filling_up_mid_run_is_a_one_line_error(monkeypatch, capsys):
+    import errno
+
+    from memsink_bench import commands
+
+    def full(args):
+        raise OSError(errno.ENOSPC, "No space left on device", "/data/checkpoints/x/model.safetensors")
+
+    monkeypatch.setattr(commands, "dispatch", full)
+    assert main(["ls", "settings"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "disk is full" in err and "model.safetensors" in err and "--workdir" in err
