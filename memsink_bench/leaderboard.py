@@ -1,8 +1,10 @@
 """Leaderboard tables from result records: one row per method x checkpoint x setting.
 
 Rows are ranked by the largest memorization gap closed within 0.05 nats of model degradation.
-Where several records share a row (different hyperparameters), the best by that metric is shown
-and the count noted. Records of different corpora never share a table: each table is for one
+Records that differ only in their seeds (training seed, method seed) are replicates of one
+configuration: a row shows their mean, the standard deviation of the ranking metric and the
+number of seeds. Where a row has several configurations (a hyperparameter grid), the one with the
+best mean is shown and the number of configurations noted; seeds are never picked from. Records of different corpora never share a table: each table is for one
 (setting, preset, corpus hash), and mixing is an error unless the user picks one.
 """
 
@@ -60,6 +62,7 @@ def leaderboard_frame(records: list[dict], setting: str | None = None, preset: s
                "checkpoint": record["checkpoint"]["label"]}
         for title, getter, _, _ in COLUMNS:
             row[title] = getter(record)
+        row["_configuration"] = _configuration(record)
         rows.append(row)
     if not rows:
         raise UserError("no result records match", "run `memsink-bench run --method ... --setting ...` first")
@@ -70,10 +73,32 @@ def leaderboard_frame(records: list[dict], setting: str | None = None, preset: s
         raise UserError(f"records for {mixed[0]} ({mixed[1]}) come from {corpora.max()} different corpora",
                         "move records of other corpora out of the results directory; results must not mix")
     key = ["setting", "preset", "method", "checkpoint"]
-    frame["records"] = frame.groupby(key)["method"].transform("size")
-    frame = frame.sort_values("gap closed @0.05", ascending=False).drop_duplicates(key)
-    return frame.sort_values(["setting", "preset", "gap closed @0.05", "AUC"],
-                             ascending=[True, True, False, False]).reset_index(drop=True)
+    metrics = [title for title, _, _, _ in COLUMNS]
+    frame[metrics] = frame[metrics].astype(float)
+    replicates = frame.groupby([*key, "corpus", "corpus_hash", "_configuration"], sort=False)
+    table = replicates[metrics].mean()
+    table.insert(1, SD_COLUMN, replicates[RANK_BY].std(ddof=1))
+    table["seeds"] = replicates.size()
+    table = table.reset_index()
+    table["configs"] = table.groupby(key)["_configuration"].transform("size")
+    table = table.sort_values(RANK_BY, ascending=False, kind="stable").drop_duplicates(key)
+    return (table.drop(columns="_configuration")
+            .sort_values(["setting", "preset", RANK_BY, "AUC"], ascending=[True, True, False, False], kind="stable")
+            .reset_index(drop=True))
+
+
+RANK_BY = "gap closed @0.05"
+SD_COLUMN = "sd @0.05"
+SEED_FIELDS = (("train", "seed"),)
+
+
+def _configuration(record: dict) -> str:
+    """Everything that defines a record except its seeds: replicates share this key."""
+    config = json.loads(json.dumps(record.get("config", {})))
+    for section, field in SEED_FIELDS:
+        config.get(section, {}).pop(field, None)
+    return json.dumps({"hyperparameters": record.get("hyperparameters"), "grid": record.get("grid"),
+                       "config": config, "source": record.get("method_source")}, sort_keys=True)
 
 
 def _arrow(metric: str | None) -> str:
@@ -85,8 +110,8 @@ def _arrow(metric: str | None) -> str:
 def render(frame: pd.DataFrame, fmt: str) -> str:
     shown = frame.copy()
     renames = {title: title + _arrow(metric) for title, _, metric, _ in COLUMNS}
-    for title, _, _, spec in COLUMNS:
-        shown[title] = shown[title].map(lambda v, s=spec: s.format(v) if v is not None else "-")
+    for title, _, _, spec in [*COLUMNS, (SD_COLUMN, None, None, "{:.3f}")]:
+        shown[title] = shown[title].map(lambda v, s=spec: s.format(v) if v is not None and not pd.isna(v) else "-")
     shown = shown.rename(columns=renames).drop(columns=["corpus_hash"])
     if fmt == "csv":
         return shown.to_csv(index=False)

@@ -151,3 +151,28 @@ def test_cli_plot_and_report(results, capsys):
     assert "no result records" in capsys.readouterr().err
     assert main(["report", "--results", str(results)]) == 0
     assert (results / "index.html").is_file() and (results / "leaderboard.tex").is_file()
+
+
+def test_leaderboard_averages_seeds_and_picks_configurations_by_their_mean():
+    """Replicates (records differing only in seeds) are averaged; the best configuration is
+    chosen by its mean, so a lucky seed of a worse configuration is not picked."""
+    from memsink_bench.leaderboard import leaderboard_frame
+
+    def replicate(lr: float, seed: int, gap: float) -> dict:
+        record = make_record("sparse-ft", "editor", "standard", [0.4, 1.0], [0.01, 0.05])
+        record["hyperparameters"] = {"lr": lr}
+        record["config"] = {"train": {"seed": seed, "lr": 0.002}, "data": {"seed": 0}}
+        record["seeds"] = {"train": seed, "method": seed, "data": 0}
+        record["summary"]["gap_closed@0.05"] = gap
+        return record
+
+    records = [replicate(1e-4, 0, 0.30), replicate(1e-4, 1, 0.20), replicate(1e-4, 2, 0.10),   # mean 0.20
+               replicate(1e-3, 0, 0.25), replicate(1e-3, 1, 0.23)]                              # mean 0.24
+    [row] = leaderboard_frame(records).to_dict("records")
+    assert row["configs"] == 2 and row["seeds"] == 2
+    assert row["gap closed @0.05"] == pytest.approx(0.24)
+    assert row["sd @0.05"] == pytest.approx(0.0141421, abs=1e-6)
+    other_data = replicate(1e-4, 3, 0.9)
+    other_data["config"]["data"]["seed"] = 1          # a different setting is not a replicate
+    rows = leaderboard_frame([*records, other_data]).to_dict("records")
+    assert rows[0]["configs"] == 3 and rows[0]["seeds"] == 1 and rows[0]["gap closed @0.05"] == pytest.approx(0.9)
