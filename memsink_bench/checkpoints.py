@@ -69,12 +69,17 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+# the files that decide what a run computes; edits elsewhere (results, docs) do not make a run "-dirty"
+CODE_PATHS = ("memsink_bench", "tasks", "baselines", "pyproject.toml")
+
+
 def git_commit() -> str:
+    """HEAD of the source tree, with "-dirty" if the code in CODE_PATHS has uncommitted changes."""
     try:
         root = Path(__file__).resolve().parent.parent
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
+                               cwd=root, capture_output=True, text=True, timeout=5).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
