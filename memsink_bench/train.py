@@ -79,15 +79,17 @@ def learning_rate(step: int, total: int, config: ExperimentConfig) -> float:
 FUSED_OPTIMIZER_DEVICES = ("cpu", "cuda")
 
 
-def make_optimizer(model, config: ExperimentConfig) -> torch.optim.AdamW:
+def make_optimizer(model, config: ExperimentConfig, device: torch.device | None = None) -> torch.optim.AdamW:
     """Weight decay on matrices (and embeddings), none on biases and LayerNorm gains.
 
     The fused AdamW kernel (one pass over each parameter instead of a dozen elementwise ops) is
-    used on CPU and CUDA; other devices get PyTorch's default implementation.
+    used when the parameters will live on CPU or CUDA (`device`, else where they are now); other
+    devices get PyTorch's default implementation.
     """
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    fused = all(p.device.type in FUSED_OPTIMIZER_DEVICES and p.is_floating_point() for p in decay + no_decay)
+    fused = all((device or p.device).type in FUSED_OPTIMIZER_DEVICES and p.is_floating_point()
+                for p in decay + no_decay)
     return torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.train.weight_decay},
          {"params": no_decay, "weight_decay": 0.0}],
@@ -256,7 +258,7 @@ def train(setting: Setting, kind: str, config: ExperimentConfig, run_dir: Path, 
     pad_id = setting.tokenizer.pad_token_id
     model = build_model(config.model, setting.vocab_size, config.data.seq_len, config.train.seed)
     _, d_mlp = mlp_shape(model)
-    optimizer = make_optimizer(model, config)
+    optimizer = make_optimizer(model, config, device)
     start_step = (load_snapshot(run_dir, model, optimizer) if resume else None)
     main_process = accelerator.is_main_process
     log = MetricsLog(run_dir / "metrics.jsonl", start_step) if main_process else None

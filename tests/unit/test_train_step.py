@@ -46,6 +46,7 @@ def test_fused_optimizer_takes_the_same_steps_as_the_default_one():
     reference = build_model(config.model, 64, 32, seed=0).double()
     fused = make_optimizer(model, config)
     assert fused.defaults["fused"]
+    assert make_optimizer(model, config, torch.device("mps")).defaults["fused"] is None   # not a fused device
     plain = torch.optim.AdamW(
         [{"params": [p for p in reference.parameters() if p.dim() >= 2], "weight_decay": config.train.weight_decay},
          {"params": [p for p in reference.parameters() if p.dim() < 2], "weight_decay": 0.0}],
