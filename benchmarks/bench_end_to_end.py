@@ -28,6 +28,7 @@ from memsink_bench.config import load_config
 from memsink_bench.evaluate import greedy_exact_match, sequence_losses
 from memsink_bench.metrics import evaluate_state
 from memsink_bench.setting import get_setting
+from timing import timed
 
 
 def naive_point(model, setting) -> dict:
@@ -39,16 +40,6 @@ def naive_point(model, setting) -> dict:
     out["em_repeated"] = greedy_exact_match(model, setting.repeated).summary()["exact_match"]
     out["em_control"] = greedy_exact_match(model, setting.control).summary()["exact_match"]
     return out
-
-
-def timed(function, repeats: int) -> tuple[float, object]:
-    function()                                                   # warm-up
-    times, result = [], None
-    for _ in range(repeats):
-        began = time.perf_counter()
-        result = function()
-        times.append(time.perf_counter() - began)
-    return statistics.median(times), result
 
 
 def end_to_end(workdir, repeats: int) -> tuple[float, float]:

@@ -14,8 +14,6 @@ max abs difference (also relative to the largest |IG|). Target: equal within 1e-
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +22,7 @@ from memsink_bench.config import ModelConfig
 from memsink_bench.evaluate import Batch, collate
 from memsink_bench.methods.ig import integrated_gradients, integrated_gradients_reference
 from memsink_bench.models import build_model
+from timing import timed
 
 VOCAB, TARGETS_PER_SEQUENCE = 2048, 32
 
@@ -50,16 +49,6 @@ def fit(model, batch: Batch, steps: int = 40) -> float:
     optimizer.zero_grad(set_to_none=True)
     model.eval()
     return float(loss.detach())
-
-
-def timed(fn, reps: int):
-    fn()  # warm-up
-    times, result = [], None
-    for _ in range(reps):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
 
 
 def main() -> None:
