@@ -274,7 +274,8 @@ def train(setting: Setting, kind: str, config: ExperimentConfig, run_dir: Path, 
     forward.train()
     try:
         while step < plan.total and (stop_after is None or step < stop_after):
-            examples = plan.examples(step)[rank::world] or plan.examples(step)
+            whole = plan.examples(step)
+            examples = whole[rank::world] or whole
             batch, is_repeated = make_batch(setting, examples, pad_id)
             batch, is_repeated = batch.to(accelerator.device), is_repeated.to(accelerator.device)
             scaler.scale = kinds_mod.training_scale(kind, config, d_mlp, batch.ids)
