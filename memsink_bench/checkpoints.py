@@ -24,7 +24,7 @@ from . import __version__
 from .config import ExperimentConfig
 from .errors import UserError
 from .kinds import KINDS, check_kind
-from .setting import Setting, setting_key
+from .setting import Setting, setting_fingerprint
 from .train import TRACE_FILE, TRAINING_REVISION
 from .storage import atomic_directory, file_lock, read_json
 
@@ -33,7 +33,7 @@ REQUIRED_FILES = (MANIFEST, "config.json", "model.safetensors")
 CHECKPOINT_FORMAT = 1
 
 
-NOT_IN_KEY = ("device", "threads", "trace_repeated")   # train fields that do not change the weights
+NOT_IN_KEY = ("device", "threads", "trace_repeated", "log_with")   # train fields that do not change the weights
 
 
 def checkpoint_key(kind: str, config: ExperimentConfig, setting_hash: str) -> str:
@@ -49,8 +49,8 @@ def checkpoint_key(kind: str, config: ExperimentConfig, setting_hash: str) -> st
 
 
 def checkpoint_name(kind: str, config: ExperimentConfig) -> str:
-    """`<kind>-<key>`; the setting hash is a function of the config, so no built setting is needed."""
-    return f"{kind}-{checkpoint_key(kind, config, setting_key(config.setting, config.data))}"
+    """`<kind>-<key>`; the setting's key follows its documents, which are hashed without building it."""
+    return f"{kind}-{checkpoint_key(kind, config, setting_fingerprint(config.setting, config.data)[0])}"
 
 
 def checkpoint_dir(workdir: Path, kind: str, config: ExperimentConfig) -> Path:
@@ -110,41 +110,58 @@ def save_checkpoint(directory: Path, model, tokenizer, optimizer_state: dict, ma
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
 
 
-def load_checkpoint(directory: Path, setting: Setting | None = None, device="cpu") -> Checkpoint:
-    """Load and validate a checkpoint directory; a foreign or damaged one is a UserError."""
+def load_checkpoint(directory: Path, setting: Setting | None = None, device="cpu", *, cached: bool = False) -> Checkpoint:
+    """Load and validate a checkpoint directory; a foreign or damaged one is a UserError.
+
+    `cached`: the directory is memsink-bench's own cache entry (`checkpoint_dir`), so a damaged one
+    may be deleted and retrained. A directory the user named is never advised for deletion.
+    """
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
     directory = Path(directory)
     if not directory.is_dir():
         raise UserError(f"checkpoint {directory} does not exist", "train it with `memsink-bench train` first")
-    for name in REQUIRED_FILES:
-        if not (directory / name).is_file():
-            raise UserError(f"checkpoint {directory} lacks {name}", f"delete {directory} and train it again")
-    manifest = read_json(directory / MANIFEST)
-    if manifest.get("format") != CHECKPOINT_FORMAT or "kind" not in manifest:
-        raise UserError(f"{directory} is not a memsink-bench checkpoint (format {manifest.get('format')})",
+    if not (directory / MANIFEST).is_file():
+        raise UserError(f"{directory} is not a memsink-bench checkpoint (it has no {MANIFEST})",
+                        "give a directory written by `memsink-bench train`, or a kind such as --checkpoint standard")
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise _damaged(directory, f"its {MANIFEST} is not valid JSON", cached) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != CHECKPOINT_FORMAT or "kind" not in manifest:
+        raise UserError(f"{directory} is not a memsink-bench checkpoint (format "
+                        f"{manifest.get('format') if isinstance(manifest, dict) else None})",
                         "give a directory written by `memsink-bench train`")
     if manifest["kind"] not in KINDS:                 # it picks the views and the record label
         raise UserError(f"{directory} has a manifest of unknown kind {manifest['kind']!r}",
                         "give a directory written by `memsink-bench train`")
+    for name in REQUIRED_FILES:
+        if not (directory / name).is_file():
+            raise _damaged(directory, f"it lacks {name}", cached)
     if setting is not None:
         check_belongs(manifest, setting, directory)
     try:
         model = AutoModelForCausalLM.from_pretrained(str(directory), use_safetensors=True,
                                                      attn_implementation="sdpa")
     except Exception as error:  # safetensors raises its own error types on a truncated file
-        raise UserError(f"checkpoint weights in {directory} are unreadable ({type(error).__name__})",
-                        f"delete {directory} and train it again") from None
+        raise _damaged(directory, f"its weights are unreadable ({type(error).__name__})", cached) from None
     try:
         tokenizer = PreTrainedTokenizerFast.from_pretrained(str(directory))
     except Exception:
-        raise UserError(f"checkpoint tokenizer in {directory} is unreadable",
-                        f"delete {directory} and train it again") from None
+        raise _damaged(directory, "its tokenizer is unreadable", cached) from None
     if setting is not None and tokenizer.get_vocab() != setting.tokenizer.get_vocab():
         raise UserError(f"checkpoint {directory} has a different tokenizer than setting '{setting.name}'",
                         "use a checkpoint trained on this setting")
     model.to(device).eval()
     return Checkpoint(directory, manifest, model, tokenizer)
+
+
+def _damaged(directory: Path, problem: str, cached: bool) -> UserError:
+    if cached:      # our own cache entry: safe to remove, the next run retrains it
+        return UserError(f"cached checkpoint {directory} is damaged: {problem}",
+                         f"delete {directory} (memsink-bench's cache entry) and run again to retrain it")
+    return UserError(f"checkpoint {directory} is damaged: {problem}",
+                     "copy it again from where it was trained, or train one with `memsink-bench train`")
 
 
 def check_belongs(manifest: dict, setting: Setting, directory: Path) -> None:
@@ -166,19 +183,19 @@ def get_checkpoint(workdir: Path, setting: Setting, kind: str, config: Experimen
     check_kind(kind)
     directory = checkpoint_dir(workdir, kind, config)
     if (directory / MANIFEST).is_file():
-        return load_checkpoint(directory, setting, device)
+        return load_checkpoint(directory, setting, device, cached=True)
     rank, world = _launch_rank()
     lock = workdir / "locks" / f"{setting.name}-{directory.name}.lock"
     message = f"waiting: another process is training {kind} on {setting.name} ({directory.name})"
     # under `accelerate launch` the ranks train together: a lock would deadlock them
     with (contextlib.nullcontext() if world > 1 else file_lock(lock, message)):
         if (directory / MANIFEST).is_file():
-            return load_checkpoint(directory, setting, device)
+            return load_checkpoint(directory, setting, device, cached=True)
         run_dir = workdir / "runs" / setting.name / directory.name
         result = train(setting, kind, config, run_dir, resume=resume, progress=progress)
         if rank != 0:
             torch.distributed.barrier()                        # wait for rank 0 to save
-            return load_checkpoint(directory, setting, device)
+            return load_checkpoint(directory, setting, device, cached=True)
         manifest = {
             "format": CHECKPOINT_FORMAT, "training_revision": TRAINING_REVISION, "kind": kind,
             "setting": setting.name, "preset": config.preset,
@@ -194,7 +211,7 @@ def get_checkpoint(workdir: Path, setting: Setting, kind: str, config: Experimen
         shutil.rmtree(run_dir / "snapshot", ignore_errors=True)    # the checkpoint supersedes it
         if world > 1:
             torch.distributed.barrier()
-    return load_checkpoint(directory, setting, device)
+    return load_checkpoint(directory, setting, device, cached=True)
 
 
 def _launch_rank() -> tuple[int, int]:

@@ -146,7 +146,7 @@ def cmd_run(args) -> int:
                         "run single methods to change their settings")
     for name in methods:
         registry().get(name).load()             # an unknown method fails before any training
-    check_writable(args.results)
+    check_writable(args.results, "--results")
     config, setting = prepare(args)
     records = []
     for name in methods:
@@ -154,8 +154,12 @@ def cmd_run(args) -> int:
             method_spec=name, config=config, setting=setting, workdir=args.workdir, results=args.results,
             checkpoint_spec=args.checkpoint, method_overrides=method_overrides, force=args.force,
             progress=not args.quiet, seed=args.seed)
-        status = "wrote" if computed else "reused (pass --force to recompute)"
-        print(f"{status} {path}", file=sys.stderr)
+        if computed:
+            print(f"wrote {path}", file=sys.stderr)
+        else:
+            print(f"reused the existing record {path} (made {record.get('created', '?')} by commit "
+                  f"{str(record.get('git_commit', '?'))[:12]}): nothing was trained or recomputed; "
+                  f"--force recomputes it, --results DIR keeps your runs elsewhere", file=sys.stderr)
         print(_points_table(record))
         records.append(record)
     print(render(leaderboard_frame(records), "md"))
@@ -250,7 +254,7 @@ def cmd_analyze(args) -> int:
     from .storage import check_writable
 
     module = load_analysis(args.analysis)
-    check_writable(args.results)
+    check_writable(args.results, "--results")
     config, setting = prepare(args)
     device = select_device(config.train.device)
     target = resolve_checkpoint(args.checkpoint, args.workdir, setting, config, not args.quiet, device)

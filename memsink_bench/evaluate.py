@@ -152,15 +152,16 @@ def greedy_targets(model, sequences: SequenceSet, batch_size: int = 32,
 
 
 def _greedy(model, prefix: torch.Tensor, length: int) -> torch.Tensor:
-    out = model(input_ids=prefix, use_cache=True)
-    past, tokens = out.past_key_values, []
-    next_token = out.logits[:, -1].argmax(-1)
+    from .models import cached_forward
+
+    out, past = cached_forward(model, prefix)
+    tokens, next_token = [], out.logits[:, -1].argmax(-1)
     for _ in range(length):
         tokens.append(next_token)
         if len(tokens) == length:
             break
-        out = model(input_ids=next_token[:, None], past_key_values=past, use_cache=True)
-        past, next_token = out.past_key_values, out.logits[:, -1].argmax(-1)
+        out, past = cached_forward(model, next_token[:, None], past)
+        next_token = out.logits[:, -1].argmax(-1)
     return torch.stack(tokens, dim=1)
 
 

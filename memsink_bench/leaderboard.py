@@ -40,15 +40,28 @@ def _em_within(record: dict, budget: float) -> float:
 
 
 def load_records(results: Path) -> list[dict]:
-    records = []
+    """Every readable result record under `results/records/`; each file that cannot be read is named
+    on stderr, and if none can be read the error names them all (a torn file is never a silent skip)."""
+    import sys
+
+    records, unreadable = [], []
     for path in sorted((results / "records").glob("*/*.json")):
         try:
             record = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue                       # a torn or foreign file is not a result
-        if isinstance(record, dict) and record.get("schema") == 1 and record.get("points"):
-            record["_path"] = str(path)
-            records.append(record)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            unreadable.append((path, f"not valid JSON ({type(error).__name__})"))
+            continue
+        if not isinstance(record, dict) or record.get("schema") != 1 or not record.get("points"):
+            unreadable.append((path, "not a memsink-bench result record (schema 1 with points)"))
+            continue
+        record["_path"] = str(path)
+        records.append(record)
+    if unreadable and not records:
+        names = ", ".join(str(path) for path, _ in unreadable)
+        raise UserError(f"no readable result record under {results / 'records'}; unreadable: {names}",
+                        "recompute those runs with `memsink-bench run ... --force` (or move the files away)")
+    for path, reason in unreadable:
+        print(f"memsink-bench: warning: skipped {path}: {reason}", file=sys.stderr)
     return records
 
 

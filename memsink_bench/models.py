@@ -9,6 +9,7 @@ GPT-2, GPT-Neo, GPT-NeoX and gated (Llama-style) MLPs.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -166,7 +167,9 @@ def to_hooked_transformer(model: nn.Module, device: str | torch.device = "cpu"):
     cfg_dict = {k: v for k, v in cfg_dict.items() if k in HookedTransformerConfig.__dataclass_fields__}
     cfg_dict.update(device=str(device), dtype=next(model.parameters()).dtype)
     cfg = HookedTransformerConfig(**cfg_dict)
-    hooked = HookedTransformer(cfg)
+    with warnings.catch_warnings():       # transformer-lens 3.x announces its 4.0 bridge; we pin < 4
+        warnings.filterwarnings("ignore", message="HookedTransformer is deprecated", category=DeprecationWarning)
+        hooked = HookedTransformer(cfg)
     state = convert(model, cfg)
     hooked.load_state_dict(state, strict=False)
     hooked.eval()
@@ -187,3 +190,18 @@ def _tl_config_from_hf(hf_config, architecture: str) -> dict:
         hf_config.scale_attn_by_inverse_layer_idx, "normalization_type": "LN",
         "original_architecture": architecture, "tokenizer_prepends_bos": False,
     }
+
+
+def cached_forward(model: nn.Module, input_ids: torch.Tensor, past=None, **kwargs):
+    """One incremental decoding step: (output, key/value cache for the next step).
+
+    transformers 5 renamed the forward argument and output field `past_key_values` to `cache`
+    (the old name warns); this passes and reads whichever the model's forward takes.
+    """
+    import inspect
+
+    takes_cache = "cache" in inspect.signature(type(model).forward).parameters
+    if past is not None:
+        kwargs["cache" if takes_cache else "past_key_values"] = past
+    output = model(input_ids=input_ids, use_cache=True, **kwargs)
+    return output, (output.cache if takes_cache else output.past_key_values)

@@ -34,7 +34,8 @@ from .methods.training_time import MemSinksDrop, TrainingTimeMethod
 from .metrics import DIRECTIONS, evaluate_state, point_metrics, summarize_curve
 from .models import mlp_layout, mlp_shape, weight_layout
 from .train import TRAINING_REVISION
-from .setting import Setting
+from .progress import progress
+from .setting import Setting, setting_fingerprint
 from .storage import atomic_write_json, file_lock
 
 RECORD_SCHEMA = 1
@@ -202,16 +203,24 @@ def record_path(results: Path, config: ExperimentConfig, method_name: str, check
     return results / "records" / f"{config.setting}-{config.preset}" / f"{safe_method}__{safe_label}__{digest}.json"
 
 
-def run_method(*, method_spec: str, config: ExperimentConfig, setting: Setting, workdir: Path, results: Path,
-               checkpoint_spec: str | None, method_overrides: list[str], force: bool = False,
-               progress: bool = True, seed: int = 0) -> tuple[dict, Path, bool]:
-    """Run one method and write its record; returns (record, path, computed)."""
-    from .models import select_device
+@dataclass
+class RunPlan:
+    """What `run_method` would compute and where its record goes, decided without running anything."""
 
-    device = select_device(config.train.device)
+    entry: Entry
+    cls: type
+    method: object
+    grid: list
+    checkpoint_spec: str
+    path: Path
+
+
+def plan_run(method_spec: str, config: ExperimentConfig, results: Path, checkpoint_spec: str | None = None,
+             method_overrides: list[str] = (), seed: int = 0) -> RunPlan:
+    """Resolve the method, its hyperparameters and knob grid, and the record path its identity gives."""
     entry = registry().get(method_spec)
     cls = entry.load()
-    hyper, sweep = method_settings(entry, method_overrides)
+    hyper, sweep = method_settings(entry, list(method_overrides))
     grid = validate_sweep(cls, sweep)
     try:
         method = cls(**hyper)
@@ -219,8 +228,7 @@ def run_method(*, method_spec: str, config: ExperimentConfig, setting: Setting, 
         raise UserError(f"bad hyperparameters for '{entry.name}': {error}", "check baselines/ or --set method.*") from None
     except Exception as error:
         _plugin_failed(entry, error)
-    training_time = issubclass(cls, TrainingTimeMethod)
-    if training_time:
+    if issubclass(cls, TrainingTimeMethod):
         if checkpoint_spec not in (None, cls.checkpoint_kind):
             raise UserError(f"method '{entry.name}' runs only on its own '{cls.checkpoint_kind}' checkpoint",
                             f"drop --checkpoint or pass --checkpoint {cls.checkpoint_kind}")
@@ -229,10 +237,26 @@ def run_method(*, method_spec: str, config: ExperimentConfig, setting: Setting, 
     checkpoint_spec = checkpoint_spec or "standard"
     identity = {"method": entry.name, "source": entry.source, "hyper": method.hyperparameters(), "grid": grid,
                 "checkpoint": checkpoint_spec, "config": config.to_dict(), "seed": seed,
+                "setting_hash": setting_fingerprint(config.setting, config.data)[0],
                 "schema": RECORD_SCHEMA, "eval": EVAL_VERSION, "training": TRAINING_REVISION}
     for field in NOT_IN_KEY:
         identity["config"]["train"].pop(field, None)
+    identity["config"]["data"].pop("corpus_path", None)       # the content hash stands for it
     path = record_path(results, config, entry.name, checkpoint_spec, identity)
+    return RunPlan(entry, cls, method, grid, checkpoint_spec, path)
+
+
+def run_method(*, method_spec: str, config: ExperimentConfig, setting: Setting, workdir: Path, results: Path,
+               checkpoint_spec: str | None, method_overrides: list[str], force: bool = False,
+               progress: bool = True, seed: int = 0) -> tuple[dict, Path, bool]:
+    """Run one method and write its record; returns (record, path, computed)."""
+    from .models import select_device
+
+    device = select_device(config.train.device)
+    plan = plan_run(method_spec, config, results, checkpoint_spec, method_overrides, seed)
+    entry, cls, method, grid, checkpoint_spec, path = (plan.entry, plan.cls, plan.method, plan.grid,
+                                                        plan.checkpoint_spec, plan.path)
+    training_time = issubclass(cls, TrainingTimeMethod)
     if path.is_file() and not force:
         try:
             return json.loads(path.read_text()), path, False
@@ -344,7 +368,4 @@ def _check_finite(metrics: dict, name: str, knob) -> None:
 
 
 def _progress(total: int, description: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=description, unit="point", file=sys.stderr, disable=not enabled or None,
-                dynamic_ncols=True)
+    return progress(total, description, "point", enabled=enabled)

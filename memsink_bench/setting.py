@@ -12,6 +12,7 @@ look at: the canary in ts-canary, otherwise `continuation_len` tokens after `pre
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
@@ -85,17 +86,54 @@ def train_tokenizer(texts: list[str], vocab_size: int):
                                    pad_token=BOS, unk_token=None)
 
 
-def setting_key(name: str, data: DataConfig) -> str:
-    """Hash of everything that determines a built setting (before any text is generated)."""
-    payload = json.dumps({"name": name, "data": vars(data), "format": SETTING_FORMAT}, sort_keys=True)
+def setting_key(name: str, data: DataConfig, corpus_hash: str) -> str:
+    """Hash of everything that determines a built setting: the documents' content and the data config.
+
+    Keyed by content, not by name: a changed story generator or a replaced corpus file gives a new
+    key, and the same documents at another path give the same one (so `corpus_path` is left out).
+    """
+    fields = {k: v for k, v in vars(data).items() if k != "corpus_path"}
+    payload = json.dumps({"name": name, "data": fields, "corpus_hash": corpus_hash, "format": SETTING_FORMAT},
+                         sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def build_setting(name: str, data: DataConfig) -> Setting:
+def corpus_documents(data: DataConfig) -> list[str]:
+    """The documents a setting is built from (cheap: generated, or read from the corpus)."""
+    return load_documents_for(data, data.n_repeated + data.n_single + data.n_validation)
+
+
+def content_hash(documents: list[str]) -> str:
+    return hashlib.sha256("\n".join(documents).encode()).hexdigest()
+
+
+def setting_fingerprint(name: str, data: DataConfig) -> tuple[str, str]:
+    """(setting key, corpus hash) of the setting these documents and this config build.
+
+    Remembered within a process for as long as the corpus file (or directory) is unchanged.
+    """
+    return _fingerprint(name, json.dumps(vars(data), sort_keys=True), _corpus_stamp(data.corpus_path))
+
+
+def _corpus_stamp(corpus_path: str | None) -> tuple:
+    if not corpus_path:
+        return ()
+    path = Path(corpus_path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.exists())
+
+
+@functools.lru_cache(maxsize=64)
+def _fingerprint(name: str, data_json: str, _stamp: tuple) -> tuple[str, str]:
+    data = DataConfig(**json.loads(data_json))
+    corpus_hash = content_hash(corpus_documents(data))
+    return setting_key(name, data, corpus_hash), corpus_hash
+
+
+def build_setting(name: str, data: DataConfig, documents: list[str] | None = None) -> Setting:
     """Sample roles from the corpus, train the tokenizer, tokenize, append canaries."""
-    n_pool = data.n_repeated + data.n_single + data.n_validation
-    documents = load_documents_for(data, n_pool)
-    corpus_hash = hashlib.sha256("\n".join(documents).encode()).hexdigest()
+    documents = corpus_documents(data) if documents is None else documents
+    corpus_hash = content_hash(documents)
     rng = random.Random(f"roles:{data.seed}")
     order = list(range(len(documents)))
     rng.shuffle(order)
@@ -147,7 +185,7 @@ def build_setting(name: str, data: DataConfig) -> Setting:
         control_candidates, min(data.n_control, len(control_candidates))))
     return Setting(name, data, tokenizer, repeated, single, validation, control,
                    corpus_name=corpus_label(data), corpus_hash=corpus_hash,
-                   setting_hash=setting_key(name, data))
+                   setting_hash=setting_key(name, data, corpus_hash))
 
 
 def corpus_label(data: DataConfig) -> str:
@@ -210,14 +248,15 @@ def load_setting(directory: Path, data: DataConfig) -> Setting:
     tensors = load_file(str(directory / "sequences.safetensors"))
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(directory / "tokenizer"))
     roles = {role: _unpack(tensors, role) for role in ROLES}
-    return Setting(meta["name"], data, tokenizer, corpus_name=meta["corpus"],
+    return Setting(meta["name"], data, tokenizer, corpus_name=corpus_label(data),
                    corpus_hash=meta["corpus_hash"], setting_hash=meta["setting_hash"],
                    directory=directory, **roles)
 
 
 def get_setting(name: str, data: DataConfig, workdir: Path) -> Setting:
     """The built setting, from the cache when it is there, else built and cached."""
-    directory = workdir / "settings" / f"{name}-{setting_key(name, data)}"
+    key, _ = setting_fingerprint(name, data)
+    directory = workdir / "settings" / f"{name}-{key}"
     if (directory / "setting.json").is_file():
         return _load_cached(directory, data)
     # one builder at a time: concurrent builders would race in atomic_directory's renames
@@ -226,6 +265,9 @@ def get_setting(name: str, data: DataConfig, workdir: Path) -> Setting:
         if (directory / "setting.json").is_file():
             return _load_cached(directory, data)
         setting = build_setting(name, data)
+        if setting.setting_hash != key:       # the corpus changed between hashing and building
+            raise UserError(f"the corpus of setting {name} changed while it was being built",
+                            "run again once the corpus file is no longer being written")
         save_setting(setting, directory)
     setting.directory = directory
     return setting

@@ -94,9 +94,9 @@ def read_json(path: Path):
     try:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise UserError(f"{path} is missing", "the directory is incomplete; delete it and recompute") from None
-    except json.JSONDecodeError:
-        raise UserError(f"{path} is not valid JSON", "the file is corrupted; delete it and recompute") from None
+        raise UserError(f"{path} is missing", "the directory is incomplete; recompute it") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UserError(f"{path} is not valid JSON", "the file is damaged or not memsink-bench's; recompute it") from None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -137,17 +137,18 @@ def file_lock(path: Path, message: str | None = None):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def check_writable(directory: Path, needed_bytes: int = 50_000_000) -> None:
-    """Fail before any work if results or checkpoints could not be written."""
+def check_writable(directory: Path, option: str = "--workdir", needed_bytes: int = 50_000_000) -> None:
+    """Fail before any work if results or checkpoints could not be written; `option` is the flag
+    that chose `directory`, so the message names the one the user can change."""
     directory = Path(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=directory, prefix=".tmp-probe-", delete=True)
         probe.close()
     except OSError as error:
-        raise UserError(f"cannot write to {directory} ({error.strerror})",
-                        "choose a writable directory with --workdir or fix its permissions") from None
+        raise UserError(f"cannot write to {option} {directory} ({error.strerror})",
+                        f"choose a writable directory with {option} or fix its permissions") from None
     free = shutil.disk_usage(directory).free
     if free < needed_bytes:
-        raise UserError(f"only {free // 1_000_000} MB free under {directory}",
-                        f"free at least {needed_bytes // 1_000_000} MB or choose another --workdir")
+        raise UserError(f"only {free // 1_000_000} MB free under {option} {directory}",
+                        f"free at least {needed_bytes // 1_000_000} MB or choose another {option}")

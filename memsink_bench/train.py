@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from .errors import UserError
 from .evaluate import collate, sequence_losses
 from .interventions import GradientRouter, ProjectionScaler
 from .models import build_model, mlp_shape, select_device
+from .progress import progress
 from .setting import Setting
 from .storage import atomic_directory
 
@@ -319,7 +319,4 @@ def train(setting: Setting, kind: str, config: ExperimentConfig, run_dir: Path, 
 
 
 def _progress(total: int, initial: int, kind: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc=f"train {kind}", unit="step", file=sys.stderr,
-                disable=not enabled or None, dynamic_ncols=True, mininterval=1.0)
+    return progress(total, f"train {kind}", "step", enabled=enabled, initial=initial)

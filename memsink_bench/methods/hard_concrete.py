@@ -18,7 +18,7 @@ from numbers import Integral, Real
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from ..progress import progress as progress_bar
 
 from ..errors import UserError
 from ..evaluate import Batch
@@ -78,9 +78,10 @@ class HardConcretePruning(NeuronLocalizer):
         optimizer = torch.optim.Adam([log_alpha], lr=self.lr)
         loss_of = _target_loss_fn(model)
         scaler = NeuronScaler(model)
-        progress = tqdm(range(self.steps), desc="hard-concrete", disable=None, leave=False)
+        progress = progress_bar(self.steps, "hard-concrete", "step", leave=False)
         try:
-            for step in progress:
+            for step in range(self.steps):
+                progress.update(1)
                 scaler.scale = per_layer_scale(self.sample_gates(log_alpha, generator))
                 loss = loss_of(model, batches[step % len(batches)])
                 penalty = self.lambda_l0 * self.keep_probability(log_alpha).mean()
@@ -88,7 +89,7 @@ class HardConcretePruning(NeuronLocalizer):
                 (loss + penalty).backward()
                 optimizer.step()
                 kept = self.keep_probability(log_alpha.detach()).mean().item()
-                progress.set_postfix(loss=f"{loss.item():.3f}", kept=f"{kept:.3f}", refresh=False)
+                progress.set_postfix(loss=f"{loss.item():.3f}", kept=f"{kept:.3f}")
                 if kept < self.stop_keep_fraction:
                     return step + 1
             return self.steps

@@ -104,6 +104,13 @@ def swap_two_tokens(directory: Path) -> None:
     (directory / "tokenizer.json").write_text(json.dumps(tokenizer))
 
 
+def torn_record(results: Path) -> None:
+    """A results directory whose only record was cut off mid-write by something other than us."""
+    path = results / "records" / "ts-canary-smoke" / "ig__standard__0123456789.json"
+    path.parent.mkdir(parents=True)
+    path.write_text('{"schema": 1, "points": [{"knob": 0.1, "forge')
+
+
 def with_checkpoint(b: Bench, tmp: Path, damage) -> tuple[list[str], Path]:
     path = damaged_checkpoint(b, tmp, damage)
     return run(b, "--checkpoint", str(path)), path
@@ -218,9 +225,9 @@ CASES = [
                  "set data.corpus_path", id="set-file-corpus-without-path"),
     # checkpoint directories given as --checkpoint PATH (copies of a trained smoke checkpoint)
     pytest.param(lambda b, t: with_checkpoint(b, t, lambda d: (d / "model.safetensors").unlink()),
-                 "lacks model.safetensors", "train it again", id="ckpt-missing-weights"),
+                 "lacks model.safetensors", "copy it again", id="ckpt-missing-weights"),
     pytest.param(lambda b, t: with_checkpoint(b, t, lambda d: truncate(d / "model.safetensors")),
-                 "weights in", "train it again", id="ckpt-truncated-safetensors"),
+                 "its weights are unreadable", "copy it again", id="ckpt-truncated-safetensors"),
     pytest.param(lambda b, t: with_checkpoint(b, t, lambda d: edit_json(
         d / "manifest.json", setting="ts-repetition", setting_hash="0123456789abcdef")),
                  "trained on setting 'ts-repetition'", "pass a checkpoint of this setting",
@@ -228,17 +235,27 @@ CASES = [
     pytest.param(lambda b, t: with_checkpoint(b, t, swap_two_tokens), "different tokenizer",
                  "use a checkpoint trained on this setting", id="ckpt-tokenizer-mismatch"),
     pytest.param(lambda b, t: with_checkpoint(b, t, lambda d: truncate(d / "manifest.json")),
-                 "manifest.json is not valid JSON", "delete it", id="ckpt-manifest-truncated"),
+                 "manifest.json is not valid JSON", "copy it again", id="ckpt-manifest-truncated"),
     pytest.param(lambda b, t: with_checkpoint(b, t, lambda d: edit_json(d / "manifest.json", kind="../../x")),
                  "unknown kind '../../x'", "give a directory written by", id="ckpt-manifest-unknown-kind"),
     pytest.param(lambda b, t: with_checkpoint(b, t, lambda d: edit_json(d / "manifest.json", corpus_hash="f" * 64)),
                  "different corpus", "retrain on this corpus", id="ckpt-other-corpus"),
     pytest.param(lambda b, t: with_checkpoint(b, t, lambda d: edit_json(d / "config.json", n_inner=64)),
-                 "weights in", "train it again", id="ckpt-config-does-not-match-weights"),
+                 "its weights are unreadable", "copy it again", id="ckpt-config-does-not-match-weights"),
     pytest.param(lambda b, t: with_checkpoint(b, t, lambda d: (d / "tokenizer.json").write_text("{")),
-                 "tokenizer in", "train it again", id="ckpt-tokenizer-corrupt"),
+                 "its tokenizer is unreadable", "copy it again", id="ckpt-tokenizer-corrupt"),
+    pytest.param(lambda b, t: (t / "notes.txt").write_text("a user's file") and (run(b, "--checkpoint", str(t)), t),
+                 "is not a memsink-bench checkpoint (it has no manifest.json)", "give a directory written by",
+                 id="ckpt-any-directory-like-etc"),
     pytest.param(lambda b, t: (t / "ckpt.txt").write_text("x") and run(b, "--checkpoint", str(t / "ckpt.txt")),
                  "unknown checkpoint", "or a checkpoint directory", id="ckpt-path-is-a-file"),
+    # results directories
+    pytest.param(lambda b, t: (t / "a-file").write_text("x") and run(b, "--results", str(t / "a-file" / "results")),
+                 "cannot write to --results", "choose a writable directory with --results", id="results-unwritable"),
+    pytest.param(lambda b, t: (torn_record(t / "torn"), ["leaderboard", "--results", str(t / "torn")])[1],
+                 "ts-canary-smoke/ig__standard__0123456789.json", "--force", id="leaderboard-only-record-torn"),
+    pytest.param(lambda b, t: (torn_record(t / "torn"), ["report", "--results", str(t / "torn")])[1],
+                 "ts-canary-smoke/ig__standard__0123456789.json", "--force", id="report-only-record-torn"),
     # plugins given as --method FILE.py:Class
     pytest.param(lambda b, t: with_plugin(b, t, "import no_such_module_for_memsink\n"),
                  "failed to import: ModuleNotFoundError", "fix the error in that file", id="plugin-import-error"),
@@ -336,6 +353,8 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(bench, tmp_path, cap
         assert problem in lines[0], err
         assert fix in lines[0].split("; ", 1)[-1], err
         assert "Traceback" not in err
+    if damaged is not None:         # a directory the user named is never advised for deletion
+        assert "delete" not in err, err
     assert _tree(bench.results) == results_before, "the results directory changed"
     assert _tree(damaged) == damaged_before, "the damaged checkpoint changed"
     cache_after = {name: _listing(bench.workdir / name) for name in ("checkpoints", "runs")}

@@ -51,7 +51,8 @@ def test_run_writes_one_complete_record_and_reuses_it(cli):
     assert "gap closed @0.05" in out
     mtime = path.stat().st_mtime_ns
     code, _, err = cli("run", "--method", "random-neurons", *SMOKE, "--set", "sweep.ratios=[0.05,0.2]")
-    assert code == 0 and "reused" in err and path.stat().st_mtime_ns == mtime
+    assert code == 0 and path.stat().st_mtime_ns == mtime
+    assert f"reused the existing record {path}" in err and "--force recomputes it" in err
 
 
 def test_training_time_method_runs_on_its_own_checkpoint(cli):

@@ -297,7 +297,7 @@ def test_concurrent_runs_build_and_train_once_and_records_land_whole(tmp_path):
         assert len(list((workdir / "settings").iterdir())) == 1
         manifests = {n: json.loads((workdir / "checkpoints" / "ts-canary" / n / "manifest.json").read_text())
                      for n in names}
-        written = [re.search(r"(?:wrote|reused \(pass --force to recompute\)) (\S+\.json)", d.stderr).group(1)
+        written = [re.search(r"(?:wrote|reused the existing record) (\S+\.json)", d.stderr).group(1)
                    for d in done]
         loaded = [json.loads(Path(path).read_text()) for path in written]
         for record in loaded:                         # everyone saw the same, single training

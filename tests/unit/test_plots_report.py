@@ -176,3 +176,19 @@ def test_leaderboard_averages_seeds_and_picks_configurations_by_their_mean():
     other_data["config"]["data"]["seed"] = 1          # a different setting is not a replicate
     rows = leaderboard_frame([*records, other_data]).to_dict("records")
     assert rows[0]["configs"] == 3 and rows[0]["seeds"] == 1 and rows[0]["gap closed @0.05"] == pytest.approx(0.9)
+
+
+def test_a_torn_record_beside_readable_ones_is_named_not_silently_skipped(tmp_path, capsys):
+    import shutil
+
+    from memsink_bench.leaderboard import load_records
+
+    committed = sorted((Path(__file__).resolve().parents[2] / "results" / "records" / "ts-canary-cpu").glob("ig__*.json"))[0]
+    folder = tmp_path / "records" / "ts-canary-cpu"
+    folder.mkdir(parents=True)
+    shutil.copy(committed, folder / committed.name)
+    (folder / "torn.json").write_text('{"schema": 1, "poi')
+    records = load_records(tmp_path)
+    assert [Path(r["_path"]).name for r in records] == [committed.name]
+    err = capsys.readouterr().err
+    assert "skipped" in err and str(folder / "torn.json") in err

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from memsink_bench.config import load_config
-from memsink_bench.setting import build_setting, get_setting, setting_key
+from memsink_bench import setting as setting_module
+from memsink_bench.setting import build_setting, get_setting, setting_fingerprint
 
 
 def test_counts_follow_the_config(smoke_setting, smoke_config):
@@ -51,7 +52,45 @@ def test_corpus_and_setting_are_deterministic_and_seed_dependent():
     assert first.corpus_hash == second.corpus_hash and first.repeated.tokens == second.repeated.tokens
     other = load_config("ts-repetition", "smoke", ["data.seed=1"])
     assert build_setting("ts-repetition", other.data).corpus_hash != first.corpus_hash
-    assert setting_key("ts-repetition", other.data) != setting_key("ts-repetition", config.data)
+    assert setting_fingerprint("ts-repetition", other.data) != setting_fingerprint("ts-repetition", config.data)
+    assert first.setting_hash == setting_fingerprint("ts-repetition", config.data)[0]
+
+
+def test_key_follows_the_generated_content(monkeypatch):
+    """A changed story generator (same config, other text) must not reuse the old cached setting."""
+    config = load_config("ts-repetition", "smoke")
+    before = setting_fingerprint("ts-repetition", config.data)
+    real = setting_module.load_documents_for
+
+    def edited_generator(data, n):
+        documents = real(data, n)
+        return [documents[0].replace("a", "the", 1)] + documents[1:]
+
+    monkeypatch.setattr(setting_module, "load_documents_for", edited_generator)
+    setting_module._fingerprint.cache_clear()
+    after = setting_fingerprint("ts-repetition", config.data)
+    assert after[0] != before[0] and after[1] != before[1]
+    assert build_setting("ts-repetition", config.data).setting_hash == after[0]
+
+
+def _file_config(path):
+    return load_config("ts-repetition", "smoke", ["data.corpus=file", f"data.corpus_path={path}",
+                                                   "data.n_single=40", "data.n_control=8", "data.n_validation=8",
+                                                   "data.n_repeated=4"])
+
+
+def test_key_follows_a_corpus_file_content_not_its_path(tmp_path):
+    from memsink_bench.corpus.synthetic import generate_stories
+
+    stories = [" ".join(s.split()) for s in generate_stories(60, 5)]
+    first, second = tmp_path / "a" / "docs.txt", tmp_path / "b" / "other-name.txt"
+    for path in (first, second):
+        path.parent.mkdir()
+        path.write_text("\n".join(stories))
+    key = setting_fingerprint("ts-repetition", _file_config(first).data)[0]
+    assert setting_fingerprint("ts-repetition", _file_config(second).data)[0] == key     # same content elsewhere
+    first.write_text("\n".join(stories[:-1] + ["A different last story, long enough to count."]))
+    assert setting_fingerprint("ts-repetition", _file_config(first).data)[0] != key      # replaced in place
 
 
 def test_cached_setting_loads_identically(smoke_setting, smoke_config, session_workdir):
