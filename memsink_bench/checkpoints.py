@@ -23,7 +23,7 @@ import torch
 from . import __version__
 from .config import ExperimentConfig
 from .errors import UserError
-from .kinds import KINDS, check_kind
+from .kinds import KINDS, check_kind, get_kind
 from .setting import Setting, setting_fingerprint
 from .train import TRACE_FILE, TRAINING_REVISION
 from .storage import atomic_directory, file_lock, read_json
@@ -41,10 +41,7 @@ def checkpoint_key(kind: str, config: ExperimentConfig, setting_hash: str) -> st
     train = {k: v for k, v in vars(config.train).items() if k not in NOT_IN_KEY}
     payload = {"kind": kind, "setting_hash": setting_hash, "model": vars(config.model), "train": train,
                "format": CHECKPOINT_FORMAT, "training_revision": TRAINING_REVISION}
-    if kind == "memsinks":
-        payload["memsinks"] = vars(config.memsinks)
-    if kind == "gradient-masked":
-        payload["gradient_masked"] = vars(config.gradient_masked)
+    payload.update(get_kind(kind).key_fields(config))
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -230,3 +227,90 @@ def list_checkpoints(workdir: Path) -> list[dict]:
                      "kind": manifest.get("kind"), "val_loss": manifest.get("final_metrics", {}).get("val_loss"),
                      "train_seconds": manifest.get("train_seconds"), "path": str(manifest_path.parent)})
     return rows
+
+
+# --- what a command works on: a checkpoint and one of its views ------------------------------
+
+@dataclass
+class Target:
+    """A checkpoint and the view of it a method or analysis works on."""
+
+    checkpoint: Checkpoint
+    view: str
+    label: str            # KIND, or KIND:VIEW for a view other than the default
+
+    def view_spec(self, config: ExperimentConfig):
+        from .models import mlp_shape
+
+        return get_kind(self.checkpoint.kind).views(config, mlp_shape(self.checkpoint.model)[1])[self.view]
+
+
+def resolve_target(spec: str, workdir: Path, setting: Setting, config: ExperimentConfig, progress: bool,
+                   device) -> Target:
+    """`KIND[:VIEW]` (trained or reused) or a checkpoint directory PATH."""
+    from .errors import did_you_mean
+    from .models import mlp_shape
+
+    kind, _, view = spec.partition(":")
+    if kind in KINDS:
+        checkpoint = get_checkpoint(workdir, setting, kind, config, progress=progress, device=device)
+    elif Path(spec).is_dir():
+        checkpoint, view = load_checkpoint(Path(spec), setting, device), ""
+        kind = checkpoint.kind
+    else:
+        raise UserError(f"unknown checkpoint '{spec}'", did_you_mean(kind, KINDS) + " or a checkpoint directory")
+    available = get_kind(kind).views(config, mlp_shape(checkpoint.model)[1])
+    view = view or "default"
+    if view not in available:
+        raise UserError(f"checkpoint kind '{kind}' has no view '{view}'", did_you_mean(view, available))
+    return Target(checkpoint, view, kind if view == "default" else f"{kind}:{view}")
+
+
+def fold_scale(model, scale: torch.Tensor) -> None:
+    """Fold a per-layer neuron scale [1 or layers, 1, 1, d_mlp] into the down-projection weights,
+    so a checkpoint view becomes a plain model any method can take."""
+    from .models import mlp_layout, weight_layout
+
+    with torch.no_grad():
+        for index, layer in enumerate(mlp_layout(model)):
+            row = scale[index if scale.shape[0] > 1 else 0].reshape(-1).to(layer.down.weight.dtype)
+            if weight_layout(layer.down) == "conv1d":
+                layer.down.weight.mul_(row[:, None])
+            else:
+                layer.down.weight.mul_(row[None, :])
+
+
+def viewed_model(target: Target, config: ExperimentConfig):
+    """A copy of the checkpoint's model with its view folded in (views are per-neuron constants)."""
+    import copy
+
+    model = copy.deepcopy(target.checkpoint.model)
+    view = target.view_spec(config)
+    if view.scale_for is not None:
+        scale = view.scale_for(torch.tensor([1, 2]))      # two IDs: a per-sequence view varies with them
+        if scale.shape[1] != 1:
+            raise UserError(f"view '{target.view}' depends on the sequence and cannot be edited",
+                            "choose a fixed view such as 'mean' or 'drop'")
+        fold_scale(model, scale)
+    return model
+
+
+EVAL_CACHE_FORMAT = 2     # 2: per-sequence values kept beside the means
+
+
+def evaluate_cached(workdir: Path, setting: Setting, checkpoint: Checkpoint, view: str, model, scale_for=None):
+    """The `State` of an unedited checkpoint view, evaluated once and cached beside the checkpoints."""
+    from .metrics import measure_state
+    from .record import State, _state
+    from .storage import atomic_write_json
+
+    path = Path(workdir) / "evals" / setting.name / f"{checkpoint.directory.name}-{view}-e{EVAL_CACHE_FORMAT}.json"
+    if path.is_file():
+        try:
+            return _state(State, json.loads(path.read_text()))
+        except (json.JSONDecodeError, TypeError):
+            pass                                      # a torn cache entry is simply recomputed
+    state = measure_state(model, setting, scale_for)
+    import dataclasses
+    atomic_write_json(path, dataclasses.asdict(state))
+    return state

@@ -75,8 +75,8 @@ def cmd_ls(args) -> int:
             print(f"{name:16s} presets: {', '.join(task['presets'])}  -- {task.get('description', '').strip()}")
     elif args.what == "kinds":
         from .kinds import KINDS
-        for name, description in KINDS.items():
-            print(f"{name:16s} {description}")
+        for name, kind in KINDS.items():
+            print(f"{name:16s} {kind.description}")
     elif args.what == "checkpoints":
         from .checkpoints import list_checkpoints
         rows = list_checkpoints(args.workdir)
@@ -93,12 +93,6 @@ def cmd_ls(args) -> int:
             for problem in entry.get("problems", []):
                 print(f"  ! {problem}")
     return 0
-
-
-def _split_method_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
-    """`method.*` and `sweep.*` go to the method; everything else configures the setting."""
-    method = [o for o in overrides if o.split(".", 1)[0] in ("method", "sweep")]
-    return [o for o in overrides if o not in method], method
 
 
 @registrar
@@ -138,7 +132,9 @@ def cmd_run(args) -> int:
     from .run import run_method
     from .storage import check_writable
 
-    config_overrides, method_overrides = _split_method_overrides(args.overrides)
+    from .config import split_overrides
+
+    config_overrides, method_overrides = split_overrides(args.overrides)
     args.overrides = config_overrides
     methods = list(BUILTINS) if args.method == "all" else [args.method]
     if args.method == "all" and (method_overrides or args.checkpoint):
@@ -157,8 +153,8 @@ def cmd_run(args) -> int:
         if computed:
             print(f"wrote {path}", file=sys.stderr)
         else:
-            print(f"reused the existing record {path} (made {record.get('created', '?')} by commit "
-                  f"{str(record.get('git_commit', '?'))[:12]}): nothing was trained or recomputed; "
+            print(f"reused the existing record {path} (made {record.created} by commit "
+                  f"{record.git_commit[:12]}): nothing was trained or recomputed; "
                   f"--force recomputes it, --results DIR keeps your runs elsewhere", file=sys.stderr)
         print(_points_table(record))
         records.append(record)
@@ -166,17 +162,18 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _points_table(record: dict) -> str:
+def _points_table(record) -> str:
     import pandas as pd
 
-    columns = ["knob", "forgetting", "forgetting_target", "degradation", "gap_closed", "gap_closed_target",
-               "em_repeated", "em_control"]
-    frame = pd.DataFrame(record["points"])[columns].rename(columns={"knob": record["knob"]})
-    before = record["before"]
-    header = (f"{record['method']} on {record['checkpoint']['label']} ({record['setting']}, {record['preset']}): "
-              f"before: repeated loss {before['repeated_loss']:.3f}, val loss {before['val_loss']:.3f}, "
-              f"EM {before['em_repeated']:.1f}; no-rep repeated loss {record['no_rep']['repeated_loss']:.3f}; "
-              f"method {record['timings']['method_seconds']:.1f}s")
+    frame = pd.DataFrame([{record.knob: p.knob, "forgetting": p.forgetting, "forgetting_target": p.forgetting_target,
+                           "degradation": p.degradation, "gap_closed": p.gap_closed,
+                           "gap_closed_target": p.gap_closed_target, "em_repeated": p.em_repeated,
+                           "em_control": p.em_control} for p in record.points])
+    before = record.before
+    header = (f"{record.method} on {record.checkpoint.label} ({record.setting}, {record.preset}): "
+              f"before: repeated loss {before.repeated_loss:.3f}, val loss {before.val_loss:.3f}, "
+              f"EM {before.em_repeated:.1f}; no-rep repeated loss {record.no_rep.repeated_loss:.3f}; "
+              f"method {record.timings.method_seconds:.1f}s")
     return header + "\n" + frame.to_markdown(index=False, floatfmt=".3f") + "\n"
 
 
@@ -250,14 +247,14 @@ def cmd_analyze(args) -> int:
     from .analyses import load_analysis
     from .analyses.store import analysis_path, render_analysis, write_analysis
     from .models import select_device
-    from .run import resolve_checkpoint, viewed_model
+    from .checkpoints import resolve_target, viewed_model
     from .storage import check_writable
 
     module = load_analysis(args.analysis)
     check_writable(args.results, "--results")
     config, setting = prepare(args)
     device = select_device(config.train.device)
-    target = resolve_checkpoint(args.checkpoint, args.workdir, setting, config, not args.quiet, device)
+    target = resolve_target(args.checkpoint, args.workdir, setting, config, not args.quiet, device)
     model = viewed_model(target, config)
     accepted = inspect.signature(module.run).parameters
     parameters = {k: v for k, v in (("max_sequences", args.max_sequences), ("seed", args.seed)) if k in accepted}
@@ -348,3 +345,4 @@ def cmd_report(args) -> int:
     written = build_report(args.results)
     print(f"wrote {len(written)} files under {args.results}; open {args.results / 'index.html'}", file=sys.stderr)
     return 0
+

@@ -21,6 +21,7 @@ from .errors import UserError, did_you_mean
 
 CORPORA = ("synthetic-stories", "tinystories", "file")
 MASK_FUNCTIONS = ("counter", "reference")
+TRACKERS = ("none", "tensorboard", "wandb", "mlflow")   # accelerate trackers (train.log_with)
 
 
 def _check(condition: bool, problem: str, fix: str) -> None:
@@ -116,6 +117,7 @@ class TrainConfig:
     device: str = "auto"            # auto | cpu | cuda | cuda:N | mps
     threads: int = 0                # torch intra-op threads on CPU (0: torch's default)
     trace_repeated: bool = False    # log every training loss of every repeated sequence (Fig. 7 dynamics)
+    log_with: str = "none"          # experiment tracker: none | tensorboard | wandb | mlflow (not in any key)
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "eval_every"):
@@ -125,6 +127,8 @@ class TrainConfig:
         _check(self.warmup_steps >= 0, "train.warmup_steps is negative", "use 0 or more")
         _fraction("train.min_lr_ratio", self.min_lr_ratio)
         _check(self.grad_clip >= 0, "train.grad_clip is negative", "use 0 to disable clipping")
+        _check(self.log_with in TRACKERS, f"unknown tracker train.log_with={self.log_with!r}",
+               did_you_mean(self.log_with, TRACKERS))
 
 
 @dataclass
@@ -293,15 +297,27 @@ def parse_value(text: str):
     return value
 
 
-def parse_override(text: str) -> tuple[str, str, Any]:
-    """`section.key=value` -> (section, key, YAML-parsed value)."""
+METHOD_SECTIONS = ("method", "sweep")   # a method's hyperparameters and knob grid (baselines/<name>.yaml)
+
+
+def parse_override(text: str, sections=None) -> tuple[str, str, Any]:
+    """`section.key=value` -> (section, key, YAML-parsed value): the one parser of every `--set`.
+
+    `sections`: the sections allowed here (default: the config sections and the method's)."""
+    allowed = tuple(sections) if sections is not None else (*SECTIONS, *METHOD_SECTIONS)
     if "=" not in text or "." not in text.split("=", 1)[0]:
         raise UserError(f"malformed --set '{text}'", "write --set section.key=value, e.g. train.lr=1e-3")
     dotted, value = text.split("=", 1)
     section, key = dotted.split(".", 1)
-    if section not in SECTIONS:
-        raise UserError(f"unknown --set section '{section}'", did_you_mean(section, SECTIONS))
+    if section not in allowed:
+        raise UserError(f"unknown --set section '{section}'", did_you_mean(section, allowed))
     return section, key, parse_value(value)
+
+
+def split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
+    """(config overrides, method overrides): `method.*` / `sweep.*` go to the method."""
+    method = [text for text in overrides if parse_override(text)[0] in METHOD_SECTIONS]
+    return [text for text in overrides if text not in method], method
 
 
 def load_config(setting: str, preset: str = "cpu", overrides: list[str] | tuple = ()) -> ExperimentConfig:
@@ -324,7 +340,7 @@ def load_config(setting: str, preset: str = "cpu", overrides: list[str] | tuple 
     for section, values in (presets[preset] or {}).items():
         merged.setdefault(section, {}).update(values or {})
     for text in overrides:
-        section, key, value = parse_override(text)
+        section, key, value = parse_override(text, SECTIONS)
         merged.setdefault(section, {})[key] = value
     unknown = set(merged) - set(SECTIONS)
     if unknown:

@@ -10,72 +10,55 @@ best mean is shown and the number of configurations noted; seeds are never picke
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pandas as pd
 
 from .errors import UserError
-from .metrics import DIRECTIONS
+from .metrics import DIRECTIONS, best_point, gap_key
+from .record import ResultRecord, load_records  # noqa: F401  (load_records: the leaderboard's reader)
 
 COLUMNS = [
     # (column title, record getter, metric for the arrow, format)
-    ("gap closed @0.05", lambda r: r["summary"]["gap_closed@0.05"], "gap_closed@0.05", "{:.3f}"),
-    ("gap closed @0.1", lambda r: r["summary"]["gap_closed@0.1"], "gap_closed@0.1", "{:.3f}"),
-    ("AUC", lambda r: r["summary"]["auc"], "auc", "{:.3f}"),
-    ("target gap @0.05", lambda r: r["summary"]["gap_closed_target@0.05"], "gap_closed_target@0.05", "{:.3f}"),
-    ("max forgetting", lambda r: max(p["forgetting"] for p in r["points"]), "forgetting", "{:.3f}"),
-    ("EM rep. before", lambda r: r["before"]["em_repeated"], None, "{:.1f}"),
+    ("gap closed @0.05", lambda r: r.summary[gap_key(0.05)], gap_key(0.05), "{:.3f}"),
+    ("gap closed @0.1", lambda r: r.summary[gap_key(0.1)], gap_key(0.1), "{:.3f}"),
+    ("AUC", lambda r: r.summary["auc"], "auc", "{:.3f}"),
+    ("target gap @0.05", lambda r: r.summary[gap_key(0.05, target=True)], gap_key(0.05, target=True), "{:.3f}"),
+    ("max forgetting", lambda r: max(p.forgetting for p in r.points), "forgetting", "{:.3f}"),
+    ("EM rep. before", lambda r: r.before.em_repeated, None, "{:.1f}"),
     ("EM rep. @0.05", lambda r: _em_within(r, 0.05), "em_repeated", "{:.1f}"),
-    ("method s", lambda r: r["timings"]["method_seconds"], "method_seconds", "{:.1f}"),
+    ("method s", lambda r: r.timings.method_seconds, "method_seconds", "{:.1f}"),
 ]
 
 
-def _em_within(record: dict, budget: float) -> float:
+def _em_within(record: ResultRecord, budget: float) -> float:
     """Exact match on repeated sequences at the point closing the most gap within the budget."""
-    within = [p for p in record["points"] if p["degradation"] <= budget and p["gap_closed"] is not None]
-    if not within:
-        return record["before"]["em_repeated"]
-    return max(within, key=lambda p: p["gap_closed"])["em_repeated"]
+    chosen = best_point(record.points, "gap_closed", budget)
+    return record.before.em_repeated if chosen is None else chosen.em_repeated
 
 
-def load_records(results: Path) -> list[dict]:
-    """Every readable result record under `results/records/`; each file that cannot be read is named
-    on stderr, and if none can be read the error names them all (a torn file is never a silent skip)."""
-    import sys
-
-    records, unreadable = [], []
-    for path in sorted((results / "records").glob("*/*.json")):
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            unreadable.append((path, f"not valid JSON ({type(error).__name__})"))
-            continue
-        if not isinstance(record, dict) or record.get("schema") != 1 or not record.get("points"):
-            unreadable.append((path, "not a memsink-bench result record (schema 1 with points)"))
-            continue
-        record["_path"] = str(path)
-        records.append(record)
-    if unreadable and not records:
-        names = ", ".join(str(path) for path, _ in unreadable)
-        raise UserError(f"no readable result record under {results / 'records'}; unreadable: {names}",
-                        "recompute those runs with `memsink-bench run ... --force` (or move the files away)")
-    for path, reason in unreadable:
-        print(f"memsink-bench: warning: skipped {path}: {reason}", file=sys.stderr)
-    return records
-
-
-def leaderboard_frame(records: list[dict], setting: str | None = None, preset: str | None = None) -> pd.DataFrame:
-    rows = []
+def distinct_replicates(records: list[ResultRecord]) -> list[ResultRecord]:
+    """One record per (configuration, seeds): a run repeated with the same seeds (a copy, a rerun
+    with --force elsewhere) is one replicate, the newest kept, so it cannot shrink a deviation."""
+    newest: dict[tuple, ResultRecord] = {}
     for record in records:
-        if setting and record["setting"] != setting or preset and record["preset"] != preset:
+        key = (record.setting, record.preset, record.method, record.checkpoint.label, record.configuration(),
+               record.seeds.key())
+        if key not in newest or record.created > newest[key].created:
+            newest[key] = record
+    return list(newest.values())
+
+
+def leaderboard_frame(records: list[ResultRecord], setting: str | None = None,
+                      preset: str | None = None) -> pd.DataFrame:
+    rows = []
+    for record in distinct_replicates(records):
+        if setting and record.setting != setting or preset and record.preset != preset:
             continue
-        row = {"setting": record["setting"], "preset": record["preset"], "corpus": record["corpus"],
-               "corpus_hash": record["corpus_hash"][:12], "method": record["method"],
-               "checkpoint": record["checkpoint"]["label"]}
+        row = {"setting": record.setting, "preset": record.preset, "corpus": record.corpus,
+               "corpus_hash": record.corpus_hash[:12], "method": record.method,
+               "checkpoint": record.checkpoint.label}
         for title, getter, _, _ in COLUMNS:
             row[title] = getter(record)
-        row["_configuration"] = _configuration(record)
+        row["_configuration"] = record.configuration()
         rows.append(row)
     if not rows:
         raise UserError("no result records match", "run `memsink-bench run --method ... --setting ...` first")
@@ -94,7 +77,9 @@ def leaderboard_frame(records: list[dict], setting: str | None = None, preset: s
     table["seeds"] = replicates.size()
     table = table.reset_index()
     table["configs"] = table.groupby(key)["_configuration"].transform("size")
-    table = table.sort_values(RANK_BY, ascending=False, kind="stable").drop_duplicates(key)
+    # the best mean; ties go to the larger AUC, then to the configuration's text (never to file order)
+    table = (table.sort_values([RANK_BY, "AUC", "_configuration"], ascending=[False, False, True], kind="stable")
+             .drop_duplicates(key))
     return (table.drop(columns="_configuration")
             .sort_values(["setting", "preset", RANK_BY, "AUC"], ascending=[True, True, False, False], kind="stable")
             .reset_index(drop=True))
@@ -102,16 +87,6 @@ def leaderboard_frame(records: list[dict], setting: str | None = None, preset: s
 
 RANK_BY = "gap closed @0.05"
 SD_COLUMN = "sd @0.05"
-SEED_FIELDS = (("train", "seed"),)
-
-
-def _configuration(record: dict) -> str:
-    """Everything that defines a record except its seeds: replicates share this key."""
-    config = json.loads(json.dumps(record.get("config", {})))
-    for section, field in SEED_FIELDS:
-        config.get(section, {}).pop(field, None)
-    return json.dumps({"hyperparameters": record.get("hyperparameters"), "grid": record.get("grid"),
-                       "config": config, "source": record.get("method_source")}, sort_keys=True)
 
 
 def _arrow(metric: str | None) -> str:

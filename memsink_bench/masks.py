@@ -93,6 +93,12 @@ def neuron_mask(ids: torch.Tensor, d_mlp: int, shared_fraction: float, sink_frac
 EVAL_MODES = ("drop", "drop-unscaled", "mean", "own", "all")
 
 
+def drop_rescale(n_shared: int, n_sinks: int, sink_fraction: float) -> float:
+    """(n_shared + p n_sinks) / n_shared: the factor that gives the shared neurons alone the
+    expected active mass of training, when the sinks are dropped."""
+    return (n_shared + sink_fraction * n_sinks) / n_shared
+
+
 def eval_scale(mode: str, d_mlp: int, shared_fraction: float, sink_fraction: float,
                ids: torch.Tensor | None = None, mask_fn: str = "counter", salt: int = 0) -> torch.Tensor:
     """Evaluation-time neuron scale, [1 or batch, d_mlp].
@@ -112,7 +118,7 @@ def eval_scale(mode: str, d_mlp: int, shared_fraction: float, sink_fraction: flo
         return neuron_mask(ids, d_mlp, shared_fraction, sink_fraction, mask_fn, salt)
     scale = torch.ones(1, d_mlp)
     if mode == "drop":
-        scale[:, :n_shared] = (n_shared + sink_fraction * n_sinks) / n_shared
+        scale[:, :n_shared] = drop_rescale(n_shared, n_sinks, sink_fraction)
         scale[:, n_shared:] = 0.0
     elif mode == "drop-unscaled":
         scale[:, n_shared:] = 0.0

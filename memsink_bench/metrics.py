@@ -14,6 +14,7 @@ divided by that width (so 1.0 would be: the whole gap closed at no degradation).
 from __future__ import annotations
 
 from .evaluate import sequence_losses
+from .record import PerSequence, Point, State
 from .setting import Setting
 
 BUDGETS = (0.05, 0.1)
@@ -32,50 +33,64 @@ DIRECTIONS = {
 }
 
 
-def evaluate_state(model, setting: Setting, scale_for=None, batch_size: int = 32) -> dict[str, float]:
-    """Every per-state metric of one model (under an optional neuron scale)."""
+def measure_state(model, setting: Setting, scale_for=None, batch_size: int = 32) -> State:
+    """Every per-state metric of one model (under an optional neuron scale), with the values of
+    each sequence kept for bootstraps and per-sequence metrics."""
     pad = setting.tokenizer.pad_token_id
     repeated = sequence_losses(model, setting.repeated, pad, batch_size, scale_for)
-    validation = sequence_losses(model, setting.validation, pad, batch_size, scale_for).summary()
+    validation = sequence_losses(model, setting.validation, pad, batch_size, scale_for)
     control = sequence_losses(model, setting.control, pad, batch_size, scale_for)
     em_repeated, em_control = repeated.exact_match().summary(), control.exact_match().summary()
-    repeated, control = repeated.summary(), control.summary()
-    return {
-        "repeated_loss": repeated["loss"], "repeated_target_loss": repeated["target_loss"],
-        "val_loss": validation["loss"], "control_loss": control["loss"],
-        "control_target_loss": control["target_loss"],
-        "em_repeated": em_repeated["exact_match"], "em_repeated_full": em_repeated["exact_match_full"],
-        "em_control": em_control["exact_match"], "em_control_full": em_control["exact_match_full"],
-    }
+    per_sequence = PerSequence(repeated.whole.tolist(), repeated.target.tolist(), repeated.matched.tolist(),
+                               control.whole.tolist(), control.target.tolist(), control.matched.tolist(),
+                               validation.whole.tolist()).compact()
+    rep, val, ctl = repeated.summary(), validation.summary(), control.summary()
+    return State(repeated_loss=rep["loss"], repeated_target_loss=rep["target_loss"], val_loss=val["loss"],
+                 control_loss=ctl["loss"], control_target_loss=ctl["target_loss"],
+                 em_repeated=em_repeated["exact_match"], em_repeated_full=em_repeated["exact_match_full"],
+                 em_control=em_control["exact_match"], em_control_full=em_control["exact_match_full"],
+                 per_sequence=per_sequence)
+
+
+def evaluate_state(model, setting: Setting, scale_for=None, batch_size: int = 32) -> dict[str, float]:
+    """The means of `measure_state` as a plain dict."""
+    return measure_state(model, setting, scale_for, batch_size).means()
 
 
 def _ratio(numerator: float, denominator: float) -> float | None:
     return numerator / denominator if abs(denominator) > 1e-9 else None
 
 
-def point_metrics(after: dict, before: dict, norep: dict) -> dict[str, float | None]:
-    forgetting = after["repeated_loss"] - before["repeated_loss"]
-    forgetting_target = after["repeated_target_loss"] - before["repeated_target_loss"]
-    return {
-        **after,
-        "forgetting": forgetting,
-        "forgetting_target": forgetting_target,
-        "degradation": after["val_loss"] - before["val_loss"],
-        "control_degradation": after["control_loss"] - before["control_loss"],
-        "gap_closed": _ratio(forgetting, norep["repeated_loss"] - before["repeated_loss"]),
-        "gap_closed_target": _ratio(forgetting_target, norep["repeated_target_loss"] - before["repeated_target_loss"]),
-    }
+def point_metrics(knob, after: State, before: State, norep: State) -> Point:
+    """One sweep point: `after` scored against the base state and the no-rep reference."""
+    forgetting = after.repeated_loss - before.repeated_loss
+    forgetting_target = after.repeated_target_loss - before.repeated_target_loss
+    return Point(
+        **after.means(), per_sequence=after.per_sequence, knob=knob,
+        forgetting=forgetting,
+        forgetting_target=forgetting_target,
+        degradation=after.val_loss - before.val_loss,
+        control_degradation=after.control_loss - before.control_loss,
+        gap_closed=_ratio(forgetting, norep.repeated_loss - before.repeated_loss),
+        gap_closed_target=_ratio(forgetting_target, norep.repeated_target_loss - before.repeated_target_loss),
+    )
 
 
-def best_within(points: list[dict], key: str, budget: float) -> float:
+def best_point(points: list[Point], key: str, budget: float) -> Point | None:
+    """The point with the largest `key` among those whose degradation is within `budget`."""
+    within = [p for p in points if getattr(p, key) is not None and p.degradation <= budget]
+    return max(within, key=lambda p: getattr(p, key)) if within else None
+
+
+def best_within(points: list[Point], key: str, budget: float) -> float:
     """Largest `key` among points whose degradation is within `budget` (0 if none: do nothing)."""
-    values = [p[key] for p in points if p[key] is not None and p["degradation"] <= budget]
+    values = [getattr(p, key) for p in points if getattr(p, key) is not None and p.degradation <= budget]
     return max([0.0] + values)
 
 
-def tradeoff_auc(points: list[dict], key: str, width: float = AUC_MAX_DEGRADATION) -> float:
+def tradeoff_auc(points: list[Point], key: str, width: float = AUC_MAX_DEGRADATION) -> float:
     """Mean over budgets x in [0, width] of the best `key` within budget x (a step function)."""
-    usable = sorted((max(p["degradation"], 0.0), p[key]) for p in points if p[key] is not None)
+    usable = sorted((max(p.degradation, 0.0), getattr(p, key)) for p in points if getattr(p, key) is not None)
     area, best, previous = 0.0, 0.0, 0.0
     for degradation, value in usable:
         if degradation >= width:
@@ -86,11 +101,16 @@ def tradeoff_auc(points: list[dict], key: str, width: float = AUC_MAX_DEGRADATIO
     return area / width
 
 
-def summarize_curve(points: list[dict]) -> dict[str, float]:
+def gap_key(budget: float, target: bool = False) -> str:
+    """The summary's name for the largest gap closed within `budget` nats."""
+    return f"gap_closed{'_target' if target else ''}@{budget}"
+
+
+def summarize_curve(points: list[Point]) -> dict[str, float]:
     summary = {}
     for budget in BUDGETS:
-        summary[f"gap_closed@{budget}"] = best_within(points, "gap_closed", budget)
-        summary[f"gap_closed_target@{budget}"] = best_within(points, "gap_closed_target", budget)
+        summary[gap_key(budget)] = best_within(points, "gap_closed", budget)
+        summary[gap_key(budget, True)] = best_within(points, "gap_closed_target", budget)
     summary["auc"] = tradeoff_auc(points, "gap_closed")
     summary["auc_target"] = tradeoff_auc(points, "gap_closed_target")
     return summary

@@ -19,6 +19,7 @@ from pathlib import Path
 import matplotlib
 from matplotlib.figure import Figure
 
+from .record import ResultRecord
 from .storage import atomic_write_bytes
 
 # seaborn "colorblind" palette values, one per built-in method and checkpoint kind
@@ -95,32 +96,33 @@ def save_figure(fig: Figure, stem: Path) -> list[Path]:
 
 # --- (a) tradeoff ----------------------------------------------------------------------------
 
-def curve_label(record: dict) -> str:
-    """Method name, plus the checkpoint when it is not the method's usual one."""
-    label, method = record["checkpoint"]["label"], record["method"]
-    usual = label == "standard" or label == method or record.get("method_type") == "training"
-    return method if usual else f"{method} on {label}"
+def curve_label(record: ResultRecord) -> str:
+    """Method name, plus the checkpoint when it is not the method's usual one (the default
+    checkpoint of post-hoc methods, a training-time method's own)."""
+    from .kinds import STANDARD
+
+    usual = record.checkpoint.label in (STANDARD, record.method) or record.method_type == "training"
+    return record.method if usual else f"{record.method} on {record.checkpoint.label}"
 
 
-def _record_order(record: dict) -> tuple:
-    return (record["method"], record["checkpoint"]["label"], Path(record.get("_path", "")).name,
-            str(sorted(record.get("hyperparameters", {}).items())))
+def _record_order(record: ResultRecord) -> tuple:
+    return (record.method, record.checkpoint.label, Path(record.path or "").name,
+            str(sorted(record.hyperparameters.items())))
 
 
-def no_rep_levels(records: list[dict]) -> list[tuple[str, float]]:
+def no_rep_levels(records: list[ResultRecord]) -> list[tuple[str, float]]:
     """(reference state, forgetting needed to reach the no-rep model's repeated loss), one per
     distinct "before" state: no_rep.repeated_loss - before.repeated_loss."""
     levels = {}
     for record in records:
-        reference = record.get("reference", {}).get("before") or record["checkpoint"]["label"]
-        levels[reference] = record["no_rep"]["repeated_loss"] - record["before"]["repeated_loss"]
+        levels[record.reference.before] = record.no_rep.repeated_loss - record.before.repeated_loss
     return sorted(levels.items())
 
 
 TRADEOFF_MAX_DEGRADATION = 1.0    # nats: the x range shown; points beyond are named in the legend
 
 
-def tradeoff_figure(records: list[dict], title: str | None = None) -> Figure:
+def tradeoff_figure(records: list[ResultRecord], title: str | None = None) -> Figure:
     """Sequence forgetting (y) against model degradation (x), one curve per record over its knob
     (MemSinks: star, gradient-masked: diamond), and the no-rep level as a horizontal line —
     the layout of MemSinks Fig. 2 / 4c. Up and to the left is better. The x axis stops at
@@ -134,7 +136,7 @@ def tradeoff_figure(records: list[dict], title: str | None = None) -> Figure:
             ax.axhline(level, color="black", linestyle=style, linewidth=1.0,
                        label=f"no-rep level (vs {reference})")
         ax.axvline(0.0, color="0.6", linewidth=0.8, zorder=0)
-        shown = [p["forgetting"] for r in records for p in r["points"] if p["degradation"] <= TRADEOFF_MAX_DEGRADATION]
+        shown = [p.forgetting for r in records for p in r.points if p.degradation <= TRADEOFF_MAX_DEGRADATION]
         top = max(shown + [level for _, level in no_rep_levels(records)] + [0.1])
         ax.set_xlim(-0.05, TRADEOFF_MAX_DEGRADATION)
         ax.set_ylim(min(shown + [0.0]) - 0.05 * top, 1.1 * top)
@@ -146,17 +148,17 @@ def tradeoff_figure(records: list[dict], title: str | None = None) -> Figure:
     return fig
 
 
-def _draw_curve(ax, record: dict, labelled: set) -> None:
-    points = sorted(record["points"], key=lambda p: p["knob"])
+def _draw_curve(ax, record: ResultRecord, labelled: set) -> None:
+    points = sorted(record.points, key=lambda p: p.knob)
     label = curve_label(record)
-    least = min(p["degradation"] for p in points)
+    least = min(p.degradation for p in points)
     if least > TRADEOFF_MAX_DEGRADATION:
         label += f" (off scale: degradation ≥ {least:.1f})"
-    marker = method_marker(record["method"], record.get("method_type", ""))
-    ax.plot([p["degradation"] for p in points], [p["forgetting"] for p in points],
-            color=method_color(record["method"]), marker=marker,
+    marker = method_marker(record.method, record.method_type)
+    ax.plot([p.degradation for p in points], [p.forgetting for p in points],
+            color=method_color(record.method), marker=marker,
             markersize=10 if marker == "*" else 5, label=label if label not in labelled else "_nolegend_",
-            zorder=3 if record.get("method_type") == "training" else 2)
+            zorder=3 if record.method_type == "training" else 2)
     labelled.add(label)
 
 

@@ -24,6 +24,8 @@ import pandas as pd
 
 from .analyses.store import find_analyses, read_analysis, render_analysis, summary_items
 from .leaderboard import leaderboard_frame, load_records, render
+from .metrics import gap_key
+from .record import ResultRecord
 from .storage import atomic_write_json, atomic_write_text, read_json
 
 LEADERBOARD_FORMATS = {"md": "md", "csv": "csv", "tex": "latex", "html": "html"}
@@ -44,10 +46,10 @@ def write_leaderboards(records: list[dict], results: Path) -> list[Path]:
     return written
 
 
-def records_by_setting(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
-    grouped: dict[tuple[str, str], list[dict]] = {}
+def records_by_setting(records: list[ResultRecord]) -> dict[tuple[str, str], list[ResultRecord]]:
+    grouped: dict[tuple[str, str], list[ResultRecord]] = {}
     for record in records:
-        grouped.setdefault((record["setting"], record["preset"]), []).append(record)
+        grouped.setdefault((record.setting, record.preset), []).append(record)
     return dict(sorted(grouped.items()))
 
 
@@ -55,22 +57,22 @@ def tradeoff_stem(results: Path, setting: str, preset: str) -> Path:
     return results / "figures" / f"tradeoff_{setting}-{preset}"
 
 
-def best_records(records: list[dict]) -> list[dict]:
-    """One record per method x checkpoint: the one the leaderboard shows (most gap closed within
-    0.05 nats, then AUC), so figures and tables tell the same story."""
-    best: dict[tuple[str, str], dict] = {}
-    for record in records:
-        key = (record["method"], record["checkpoint"]["label"])
-        rank = (record["summary"]["gap_closed@0.05"], record["summary"]["auc"])
-        if key not in best or rank > (best[key]["summary"]["gap_closed@0.05"], best[key]["summary"]["auc"]):
+def best_records(records: list[ResultRecord]) -> list[ResultRecord]:
+    """One record per method x checkpoint: the one closing most gap within 0.05 nats, then with the
+    largest AUC, then the first by configuration and seeds (never an accident of file names)."""
+    best: dict[tuple[str, str], ResultRecord] = {}
+    for record in sorted(records, key=lambda r: (r.configuration(), r.seeds.key())):
+        key = (record.method, record.checkpoint.label)
+        rank = (record.summary[gap_key(0.05)], record.summary["auc"])
+        if key not in best or rank > (best[key].summary[gap_key(0.05)], best[key].summary["auc"]):
             best[key] = record
     return [best[key] for key in sorted(best)]
 
 
-def write_tradeoff(records: list[dict], results: Path, setting: str, preset: str) -> list[Path]:
+def write_tradeoff(records: list[ResultRecord], results: Path, setting: str, preset: str) -> list[Path]:
     from .plots import save_figure, tradeoff_figure
 
-    chosen = best_records([r for r in records if r["setting"] == setting and r["preset"] == preset])
+    chosen = best_records([r for r in records if r.setting == setting and r.preset == preset])
     if not chosen:
         return []
     figure = tradeoff_figure(chosen, title=f"{setting} ({preset} preset)")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from . import kinds as kinds_mod
+from .kinds import get_kind
 from .config import ExperimentConfig
 from .errors import UserError
 from .evaluate import collate, sequence_losses
@@ -48,7 +48,7 @@ class Example:
 
 def epoch_examples(setting: Setting, kind: str, config: ExperimentConfig, epoch: int) -> list[Example]:
     """The shuffled examples of one epoch; ID noise d gives some repetitions a fresh random ID."""
-    repetitions = kinds_mod.repetitions_for(kind, config)
+    repetitions = get_kind(kind).repetitions(config)
     rng = random.Random(f"order:{config.train.seed}:{epoch}")
     noise_rng = random.Random(f"id-noise:{config.data.seed}:{epoch}")
     examples = [Example("single", i, setting.single.ids[i]) for i in range(len(setting.single))]
@@ -63,7 +63,7 @@ def epoch_examples(setting: Setting, kind: str, config: ExperimentConfig, epoch:
 
 
 def steps_per_epoch(setting: Setting, kind: str, config: ExperimentConfig) -> int:
-    n = len(setting.single) + len(setting.repeated) * kinds_mod.repetitions_for(kind, config)
+    n = len(setting.single) + len(setting.repeated) * get_kind(kind).repetitions(config)
     return math.ceil(n / config.train.batch_size)
 
 
@@ -127,8 +127,8 @@ def make_batch(setting: Setting, examples: list[Example], pad_id: int):
 def evaluate_during_training(model, setting: Setting, kind: str, config: ExperimentConfig,
                              d_mlp: int, pad_id: int) -> dict[str, float]:
     """Validation loss (deployable view) and repeated-sequence loss under every view of the kind."""
-    views = kinds_mod.views(kind, config, d_mlp)
-    main = views[kinds_mod.validation_view(kind)]
+    views = get_kind(kind).views(config, d_mlp)
+    main = views[get_kind(kind).validation_view]
     metrics = {"val_loss": sequence_losses(model, setting.validation, pad_id, scale_for=main.scale_for)
                .summary()["loss"]}
     for name, view in views.items():
@@ -265,7 +265,8 @@ def train(setting: Setting, kind: str, config: ExperimentConfig, run_dir: Path, 
     trace = MetricsLog(run_dir / TRACE_FILE, start_step) if main_process and config.train.trace_repeated else None
     forward, optimizer = accelerator.prepare(LabelledLoss(model), optimizer)
     inner = accelerator.unwrap_model(forward).model
-    scaler, router = ProjectionScaler(inner), GradientRouter(inner) if kind == "gradient-masked" else None
+    kind_spec = get_kind(kind)
+    scaler, router = ProjectionScaler(inner), GradientRouter(inner) if kind_spec.routes_gradients else None
     plan = BatchPlan(setting, kind, config)
     rank, world = accelerator.process_index, accelerator.num_processes
     step = start_step or 0
@@ -278,9 +279,9 @@ def train(setting: Setting, kind: str, config: ExperimentConfig, run_dir: Path, 
             examples = whole[rank::world] or whole
             batch, is_repeated = make_batch(setting, examples, pad_id)
             batch, is_repeated = batch.to(accelerator.device), is_repeated.to(accelerator.device)
-            scaler.scale = kinds_mod.training_scale(kind, config, d_mlp, batch.ids)
+            scaler.scale = kind_spec.training_scale(config, d_mlp, batch.ids)
             if router is not None:
-                router.allowed = kinds_mod.routing_mask(kind, config, d_mlp, is_repeated)
+                router.allowed = kind_spec.routing_mask(config, d_mlp, is_repeated)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, plan.total, config)
             nll, labelled = forward(batch.input_ids, batch.labels)

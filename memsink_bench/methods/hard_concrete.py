@@ -18,12 +18,12 @@ from numbers import Integral, Real
 import torch
 import torch.nn.functional as F
 from torch import nn
-from ..progress import progress as progress_bar
 
 from ..errors import UserError
 from ..evaluate import Batch
 from ..interventions import NeuronScaler, per_layer_scale
 from ..models import mlp_shape
+from ..progress import progress as progress_bar
 from .base import MethodContext, NeuronLocalizer, target_nll
 
 STRETCH_LOW, STRETCH_HIGH = -0.1, 1.1   # l, r: the concrete sample is stretched to (l, r)
@@ -66,6 +66,9 @@ class HardConcretePruning(NeuronLocalizer):
         with _frozen(model):
             self.steps_taken = self._train(model, log_alpha, batches, context.generator(NOISE_SALT))
         return torch.sigmoid(log_alpha.detach()).float().cpu()
+
+    def record_extras(self, model, context):
+        return {**super().record_extras(model, context), "steps_taken": self.steps_taken}
 
     def _initial_log_alpha(self, shape: tuple[int, int], device) -> torch.Tensor:
         """logit((m - l) / (r - l)): a gate that is open with probability ~m at the start."""

@@ -1,31 +1,24 @@
 """The training-time kinds as methods on their own checkpoints.
 
-Their "removal" is switching neurons off, so their knob interpolates from the checkpoint's
-default view (t = 0) to the full removal (t = 1):
-- memsinks: sinks scaled by p (1 - t), shared neurons by 1 + t (c - 1), where c is the
-  "drop" view's rescale factor (n_shared + p n_sinks) / n_shared; t = 1 is "sinks dropped".
-- gradient-masked: the memorization block scaled by (1 - t); t = 1 is "dropout".
-Their scores are measured against the *standard* checkpoint of the same setting, since they
-replace standard training: forgetting = repeated loss after - repeated loss of standard.
+Their "removal" is switching neurons off, so their knob t interpolates from the checkpoint's
+default view (t = 0) to the full removal (t = 1), along the removal curve the kind defines
+(`Kind.removal_scale`: for MemSinks, sinks scaled by p (1 - t) and shared neurons rescaled towards
+the drop view; for gradient masking, the memorization block scaled by 1 - t).
+Their scores are measured against the checkpoint kind they replace (`Kind.replaces`, standard):
+forgetting = repeated loss after - repeated loss of the standard model.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-import torch
-
-from ..config import ExperimentConfig
 from ..errors import UserError
-from ..interventions import per_example_scale
-from ..kinds import memorization_block, training_scale
-from ..masks import split_neurons
+from ..evaluate import sequence_losses
+from ..kinds import get_kind
+from ..models import mlp_shape
 from .base import Method
 
 
 class TrainingTimeMethod(Method):
     method_type = "training"
-    checkpoint_kind: ClassVar[str] = ""
     knob = "t"
 
     def __init__(self, drop_grid: tuple = (0.25, 0.5, 0.75, 1.0)):
@@ -35,9 +28,16 @@ class TrainingTimeMethod(Method):
                             "e.g. --set method.drop_grid=[0.5,1.0]")
         self.drop_grid = drop_grid
 
-    def scale(self, config: ExperimentConfig, d_mlp: int, t: float) -> torch.Tensor:
-        """[1, 1, 1, d_mlp] neuron scale at knob value t."""
-        raise NotImplementedError
+    def knob_grid(self, sweep: dict) -> list:
+        return list(self.drop_grid)
+
+    def scored_against(self) -> str:
+        return get_kind(self.checkpoint_kind).replaces
+
+    def sweep_states(self, model, context, grid):
+        kind, d_mlp = get_kind(self.checkpoint_kind), mlp_shape(model)[1]
+        for t in grid:
+            yield t, model, kind.removal_scale(context.config, d_mlp, t).to(context.device)
 
 
 class MemSinksDrop(TrainingTimeMethod):
@@ -45,37 +45,15 @@ class MemSinksDrop(TrainingTimeMethod):
     summary = "MemSinks checkpoint: drop the sink neurons (and, per sequence, only its own sinks)"
     checkpoint_kind = "memsinks"
 
-    def scale(self, config, d_mlp, t):
-        ms = config.memsinks
-        n_shared, n_sinks = split_neurons(d_mlp, ms.shared_fraction)
-        rescale = (n_shared + ms.sink_fraction * n_sinks) / n_shared
-        scale = torch.empty(d_mlp)
-        scale[:n_shared] = 1 + t * (rescale - 1)
-        scale[n_shared:] = ms.sink_fraction * (1 - t)
-        return scale[None, None, None, :]
-
-    @staticmethod
-    def own_sinks_dropped(config: ExperimentConfig, d_mlp: int):
-        """scale_for(ids): the default ("mean") view with only each sequence's own sinks zeroed."""
-        ms = config.memsinks
-        n_shared, _ = split_neurons(d_mlp, ms.shared_fraction)
-
-        def scale_for(ids):
-            own_sinks = training_scale("memsinks", config, d_mlp, ids)[0, :, 0, :].clone()  # [batch, d_mlp]
-            own_sinks[:, :n_shared] = 0.0
-            mean = torch.full_like(own_sinks, ms.sink_fraction)
-            mean[:, :n_shared] = 1.0
-            return per_example_scale(mean * (1 - own_sinks))
-        return scale_for
+    def record_extras(self, model, context):
+        """The repeated loss with only each sequence's own sinks dropped (the rest as in `mean`)."""
+        scale_for = get_kind(self.checkpoint_kind).own_sinks_dropped(context.config, mlp_shape(model)[1])
+        own = sequence_losses(model, context.targets, context.pad_id, scale_for=scale_for).summary()
+        return {"own_sinks_dropped_repeated_loss": own["loss"],
+                "own_sinks_dropped_repeated_target_loss": own["target_loss"]}
 
 
 class GradientMaskedDrop(TrainingTimeMethod):
     name = "gradient-masked"
     summary = "gradient-masked checkpoint: drop the memorization block"
     checkpoint_kind = "gradient-masked"
-
-    def scale(self, config, d_mlp, t):
-        n_gen, _ = memorization_block(d_mlp, config.gradient_masked.generalization_fraction)
-        scale = torch.ones(d_mlp)
-        scale[n_gen:] = 1 - t
-        return scale[None, None, None, :]

@@ -13,7 +13,7 @@ from memsink_bench.methods.random_neurons import RandomNeurons
 from memsink_bench.methods.sparse_ft import RandomSparseFineTuning, SparseFineTuning
 from memsink_bench.interventions import drop_neurons_scale, scaled_neurons
 from memsink_bench.models import mlp_layout
-from memsink_bench.run import top_r_drop
+from memsink_bench.methods.base import top_r_drop
 
 try:
     from .planted import PLANTED, one_batch, planted_model

@@ -5,7 +5,7 @@ import torch
 
 from memsink_bench.config import ModelConfig, load_config
 from memsink_bench.interventions import GradientRouter
-from memsink_bench.kinds import memorization_block, routing_mask
+from memsink_bench.kinds import get_kind, memorization_block
 from memsink_bench.models import build_model, mlp_layout
 
 D_MLP = 64
@@ -19,7 +19,7 @@ def model():
 def _mlp_grads(model, is_repeated: bool):
     config = load_config("ts-repetition", "smoke")
     router = GradientRouter(model)
-    router.allowed = routing_mask("gradient-masked", config, D_MLP, torch.tensor([is_repeated])).double()
+    router.allowed = get_kind("gradient-masked").routing_mask(config, D_MLP, torch.tensor([is_repeated])).double()
     tokens = torch.randint(1, 100, (1, 12), generator=torch.Generator().manual_seed(3))
     model.zero_grad()
     model(input_ids=tokens, labels=tokens).loss.backward()
@@ -69,7 +69,7 @@ def test_a_mixed_batch_routes_each_example_separately(model):
     def grads(rows):
         model.zero_grad()
         router = GradientRouter(model)
-        router.allowed = routing_mask("gradient-masked", config, D_MLP, flags[rows]).double()
+        router.allowed = get_kind("gradient-masked").routing_mask(config, D_MLP, flags[rows]).double()
         logits = model(input_ids=tokens[rows]).logits
         loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), tokens[rows][:, 1:].flatten(),
                                                  reduction="sum")

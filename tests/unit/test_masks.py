@@ -5,7 +5,7 @@ import torch
 
 from memsink_bench.config import load_config
 from memsink_bench.interventions import NeuronScaler
-from memsink_bench.kinds import training_scale
+from memsink_bench.kinds import get_kind
 from memsink_bench.masks import (REFERENCE_A, REFERENCE_M, eval_scale, neuron_mask, reference_uniforms,
                                  sink_mask, split_neurons)
 
@@ -84,12 +84,12 @@ def test_the_same_mask_reaches_every_layer_and_every_repetition():
                for layer in mlp_layout(model)]
     tokens = torch.randint(1, 100, (1, 8))
     for _ in range(2):                              # two repetitions of sequence 42
-        scaler.scale = training_scale("memsinks", config, 64, torch.tensor([42]))
+        scaler.scale = get_kind("memsinks").training_scale(config, 64, torch.tensor([42]))
         model(input_ids=tokens)
     for handle in handles:
         handle.remove()
     scaler.remove()
-    mask = training_scale("memsinks", config, 64, torch.tensor([42]))[0, 0, 0]
+    mask = get_kind("memsinks").training_scale(config, 64, torch.tensor([42]))[0, 0, 0]
     assert len(captured) == 6 and (mask == 0).any()
     for activation in captured:
         silent = activation.abs().sum(dim=(0, 1)) == 0

@@ -12,28 +12,36 @@ import pytest
 from memsink_bench import plots
 from memsink_bench.analyses.store import analysis_path, render_analysis, write_analysis
 from memsink_bench.cli import main
+from memsink_bench.record import CheckpointInfo, Point, Reference, ResultRecord, Seeds, State, Timings
 from memsink_bench.report import build_report, save_training_curves
 
 SETTING, PRESET = "ts-canary", "cpu"
 
 
 def make_record(method: str, method_type: str, label: str, forgetting: list[float], degradation: list[float],
-                before_repeated: float = 0.2) -> dict:
-    """A result record with the fields leaderboard, tradeoff and report read (see run.py)."""
-    points = [{"knob": 0.01 * (i + 1), "forgetting": f, "forgetting_target": 1.5 * f, "degradation": d,
-               "gap_closed": f / 4.0, "gap_closed_target": 1.5 * f / 4.0, "em_repeated": 16.0 - 4 * f,
-               "em_control": 1.0, "repeated_loss": before_repeated + f, "val_loss": 3.0 + d}
+                before_repeated: float = 0.2) -> ResultRecord:
+    """A complete result record with made-up numbers that leaderboard, tradeoff and report read."""
+    def state(**values) -> dict:
+        base = {"repeated_loss": before_repeated, "repeated_target_loss": before_repeated, "val_loss": 3.0,
+                "control_loss": 3.0, "control_target_loss": 3.0, "em_repeated": 16.0, "em_repeated_full": 1.0,
+                "em_control": 1.0, "em_control_full": 0.0}
+        return {**base, **values}
+
+    points = [Point(**state(repeated_loss=before_repeated + f, val_loss=3.0 + d, em_repeated=16.0 - 4 * f),
+                    knob=0.01 * (i + 1), forgetting=f, forgetting_target=1.5 * f, degradation=d,
+                    gap_closed=f / 4.0, gap_closed_target=1.5 * f / 4.0)
               for i, (f, d) in enumerate(zip(forgetting, degradation))]
-    return {
-        "schema": 1, "method": method, "method_type": method_type, "knob": "r", "setting": SETTING,
-        "preset": PRESET, "corpus": "synthetic-stories", "corpus_hash": "ab" * 32,
-        "checkpoint": {"label": label, "kind": label.split(":")[0]}, "reference": {"before": "standard"},
-        "hyperparameters": {}, "points": points,
-        "summary": {"gap_closed@0.05": points[0]["gap_closed"], "gap_closed@0.1": points[-1]["gap_closed"],
-                    "auc": 0.1, "auc_target": 0.2, "gap_closed_target@0.05": 0.1, "gap_closed_target@0.1": 0.2},
-        "before": {"em_repeated": 16.0, "repeated_loss": before_repeated, "val_loss": 3.0},
-        "no_rep": {"repeated_loss": 4.2, "val_loss": 3.1}, "timings": {"method_seconds": 1.5},
-    }
+    return ResultRecord(
+        created="2026-01-01T00:00:00+00:00", method=method, method_type=method_type, method_source="built-in",
+        hyperparameters={}, knob="r", grid=[p.knob for p in points], setting=SETTING, preset=PRESET,
+        setting_hash="0" * 16, corpus="synthetic-stories", corpus_hash="ab" * 32,
+        checkpoint=CheckpointInfo(label, label.split(":")[0], "default", "/ckpt", 1.0),
+        reference=Reference("standard", "/ckpt/no-rep"), seeds=Seeds(0, 0, 0),
+        config={"train": {"seed": 0}, "data": {"seed": 0}}, versions={}, git_commit="0" * 40,
+        before=State(**state()), no_rep=State(**state(repeated_loss=4.2, val_loss=3.1)), points=points,
+        summary={"gap_closed@0.05": points[0].gap_closed, "gap_closed@0.1": points[-1].gap_closed,
+                 "auc": 0.1, "auc_target": 0.2, "gap_closed_target@0.05": 0.1, "gap_closed_target@0.1": 0.2},
+        extras={}, timings=Timings(1.5, 1.0, 3.0), directions={})
 
 
 RECORDS = {
@@ -50,7 +58,7 @@ def results(tmp_path) -> Path:
     for name, record in RECORDS.items():
         path = directory / "records" / f"{SETTING}-{PRESET}" / f"{name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record))
+        path.write_text(json.dumps(record.to_dict()))
     curves = {"standard": [{"step": s, "val_loss": 4 - s / 100, "repeated_loss": 3 - s / 50} for s in (10, 20, 30)],
               "memsinks": [{"step": s, "val_loss": 4 - s / 100, "repeated_loss": 3.5 - s / 100,
                             "repeated_loss@own": 3 - s / 40} for s in (10, 20, 30)]}
@@ -158,12 +166,12 @@ def test_leaderboard_averages_seeds_and_picks_configurations_by_their_mean():
     chosen by its mean, so a lucky seed of a worse configuration is not picked."""
     from memsink_bench.leaderboard import leaderboard_frame
 
-    def replicate(lr: float, seed: int, gap: float) -> dict:
+    def replicate(lr: float, seed: int, gap: float) -> ResultRecord:
         record = make_record("sparse-ft", "editor", "standard", [0.4, 1.0], [0.01, 0.05])
-        record["hyperparameters"] = {"lr": lr}
-        record["config"] = {"train": {"seed": seed, "lr": 0.002}, "data": {"seed": 0}}
-        record["seeds"] = {"train": seed, "method": seed, "data": 0}
-        record["summary"]["gap_closed@0.05"] = gap
+        record.hyperparameters = {"lr": lr}
+        record.config = {"train": {"seed": seed, "lr": 0.002}, "data": {"seed": 0}}
+        record.seeds = Seeds(method=seed, train=seed, data=0)
+        record.summary["gap_closed@0.05"] = gap
         return record
 
     records = [replicate(1e-4, 0, 0.30), replicate(1e-4, 1, 0.20), replicate(1e-4, 2, 0.10),   # mean 0.20
@@ -173,7 +181,7 @@ def test_leaderboard_averages_seeds_and_picks_configurations_by_their_mean():
     assert row["gap closed @0.05"] == pytest.approx(0.24)
     assert row["sd @0.05"] == pytest.approx(0.0141421, abs=1e-6)
     other_data = replicate(1e-4, 3, 0.9)
-    other_data["config"]["data"]["seed"] = 1          # a different setting is not a replicate
+    other_data.config["data"]["seed"] = 1              # a different setting is not a replicate
     rows = leaderboard_frame([*records, other_data]).to_dict("records")
     assert rows[0]["configs"] == 3 and rows[0]["seeds"] == 1 and rows[0]["gap closed @0.05"] == pytest.approx(0.9)
 
@@ -189,6 +197,6 @@ def test_a_torn_record_beside_readable_ones_is_named_not_silently_skipped(tmp_pa
     shutil.copy(committed, folder / committed.name)
     (folder / "torn.json").write_text('{"schema": 1, "poi')
     records = load_records(tmp_path)
-    assert [Path(r["_path"]).name for r in records] == [committed.name]
+    assert [r.path.name for r in records] == [committed.name]
     err = capsys.readouterr().err
     assert "skipped" in err and str(folder / "torn.json") in err
