@@ -10,22 +10,21 @@ The objective is the *probability* (softmax, not log) of the true next token at 
 and the score of layer l is the mean of IG_l,i over every target position of every target
 sequence, [layers, d_mlp].
 
-Two implementations of the same math:
+`integrated_gradients` / `ig_per_position` (used by `IntegratedGradients.score`) compute it
+exactly and batched. Only position i's prediction is read and attention is causal, so every
+position < i stays clean: a (position i, alpha) copy needs only the clean keys/values of
+tokens[:i] (a KV cache from one clean prefix forward, shared by all copies of a sequence) plus one
+query token at position i. The copies of a sequence are query tokens after its cached prefix; a
+4D mask lets each see the prefix keys < i and itself, never another copy, and the hook puts each
+copy's own alpha * a at layer l. One `autograd.grad` of the summed probabilities then gives every
+copy its own gradient (copies are independent). A copy with alpha = 1 must reproduce the clean
+probability; if it does not (a model whose cache / 4D-mask / position-id handling differs), the
+layer is recomputed without the cache (each copy = tokens[:i+1] in its own batch row, still
+batched), which needs nothing but a plain forward.
 
-- `integrated_gradients_reference`: the reference code's loop (layer x sequence x position x
-  alpha), one forward/backward each. Slow and obviously correct; the golden reference in tests
-  and benchmarks.
-- `integrated_gradients` / `ig_per_position` (used by `IntegratedGradients.score`): exact and
-  batched. Only position i's prediction is read and attention is causal, so every position < i
-  stays clean: a (position i, alpha) copy needs only the clean keys/values of tokens[:i] (a KV
-  cache from one clean prefix forward, shared by all copies of a sequence) plus one query token
-  at position i. The copies of a sequence are query tokens after its cached prefix; a 4D mask
-  lets each see the prefix keys < i and itself, never another copy, and the hook puts each
-  copy's own alpha * a at layer l. One `autograd.grad` of the summed probabilities then gives
-  every copy its own gradient (copies are independent). A copy with alpha = 1 must reproduce the
-  clean probability; if it does not (a model whose cache / 4D-mask / position-id handling
-  differs), the layer is recomputed without the cache (each copy = tokens[:i+1] in its own batch
-  row, still batched), which needs nothing but a plain forward.
+Checks: the reference code's literal loop (layer x sequence x position x alpha, one
+forward/backward each) is the golden reference in `tests/unit/reference_ig.py`, and
+`ig_captum.py` computes the same scores with captum's integrator.
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..evaluate import Batch
-from ..models import mlp_layout
+from ..models import cached_forward, mlp_layout
 from .base import MethodContext, NeuronLocalizer
 
 
@@ -93,48 +92,6 @@ class _Eval:
 
     def __exit__(self, *exc):
         self.model.train(self.was_training)
-
-
-# --------------------------------------------------------------------------------- reference
-def integrated_gradients_reference(model: nn.Module, batch: Batch, steps: int) -> torch.Tensor:
-    """The literal loop: for layer, sequence, target position, alpha: one forward of that whole
-    (padded) sequence with position i's activation at layer l replaced by alpha * a, one
-    backward. Returns the mean over target positions, [layers, d_mlp] float32 on CPU."""
-    device = _device(model)
-    batch = batch.to(device)
-    layout = mlp_layout(model)
-    with _Eval(model):
-        acts, _ = _clean_pass(model, batch)
-        rows, cols = _target_positions(batch)
-        total = torch.zeros(len(layout), layout[0].d_mlp, dtype=acts[0].dtype, device=device)
-        alphas = torch.linspace(0, 1, steps, dtype=acts[0].dtype, device=device)
-        for layer, mlp in enumerate(layout):
-            for seq in range(batch.input_ids.shape[0]):
-                input_ids = batch.input_ids[seq:seq + 1]
-                for pos in cols[rows == seq].tolist():
-                    a = acts[layer][seq, pos]
-                    label = int(batch.labels[seq, pos])
-                    grad_sum = torch.zeros_like(a)
-                    for alpha in alphas:
-                        scaled = (alpha * a).detach().requires_grad_(True)
-
-                        def put(_module, args, scaled=scaled, pos=pos):
-                            hidden = args[0].clone()
-                            hidden[0, pos] = scaled
-                            return (hidden,) + tuple(args[1:])
-
-                        handle = mlp.down.register_forward_pre_hook(put)
-                        try:
-                            with torch.enable_grad():
-                                logits = model(input_ids=input_ids, attention_mask=_ones_mask(input_ids),
-                                               use_cache=False).logits
-                                prob = torch.softmax(logits[0, pos].to(_prob_dtype(logits.dtype)), -1)[label]
-                                (grad,) = torch.autograd.grad(prob, scaled)
-                        finally:
-                            handle.remove()
-                        grad_sum += grad
-                    total[layer] += a * grad_sum / steps
-        return (total / max(len(rows), 1)).float().cpu()
 
 
 # ----------------------------------------------------------------------------------- batched
@@ -199,8 +156,7 @@ def _chunk_cached(model, mlp, batch, rows, cols, a, alphas, clean_probs) -> torc
     if prefix_len > 0:
         prefix_ids = batch.input_ids[seqs, :prefix_len]
         with torch.no_grad():
-            cache = model(input_ids=prefix_ids, attention_mask=_ones_mask(prefix_ids),
-                          use_cache=True).past_key_values
+            _, cache = cached_forward(model, prefix_ids, attention_mask=_ones_mask(prefix_ids))
         if not hasattr(cache, "batch_select_indices"):   # not a transformers Cache object
             raise _CacheMismatch
         if n_rows != len(seqs):
@@ -213,8 +169,9 @@ def _chunk_cached(model, mlp, batch, rows, cols, a, alphas, clean_probs) -> torc
     handles = [mlp.down.register_forward_pre_hook(put), _unembed_only(model, (copy_row, slot))]
     try:
         with torch.enable_grad():
-            logits = model(input_ids=input_ids, attention_mask=mask[:, None], position_ids=position_ids,
-                           past_key_values=cache, use_cache=True).logits[:, -1]
+            output, _ = cached_forward(model, input_ids, cache, attention_mask=mask[:, None],
+                                       position_ids=position_ids)
+            logits = output.logits[:, -1]
             probs = torch.softmax(logits.to(_prob_dtype(logits.dtype)), dim=-1)
             probs = probs.gather(-1, batch.labels[seqs[copy_seq], copy_pos][:, None])[:, 0]
             (grads,) = torch.autograd.grad(probs.sum(), scaled)
@@ -305,7 +262,8 @@ def _ig_sum(model, batch, steps, positions_per_batch, use_cache) -> tuple[torch.
 
 def integrated_gradients(model: nn.Module, batch: Batch, steps: int, positions_per_batch: int = 32,
                          use_cache: bool = True) -> torch.Tensor:
-    """Batched, exact equivalent of `integrated_gradients_reference`: [layers, d_mlp] float32 CPU."""
+    """Mean IG over the batch's target positions, [layers, d_mlp] float32 CPU (batched, exact:
+    equal to the literal loop of `tests/unit/reference_ig.py`)."""
     with _Eval(model):
         total, count = _ig_sum(model, batch, steps, positions_per_batch, use_cache)
     return (total / max(count, 1)).float().cpu()
@@ -319,6 +277,7 @@ class IntegratedGradients(NeuronLocalizer):
 
     name = "ig"
     summary = "integrated gradients over MLP neurons (zero baseline, probability of the true next token)"
+    resource_knobs = ("positions_per_batch",)
 
     def __init__(self, steps: int = 16, positions_per_batch: int = 32):
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:

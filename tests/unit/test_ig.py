@@ -18,10 +18,14 @@ from memsink_bench.errors import UserError
 from memsink_bench.evaluate import collate
 from memsink_bench.methods import ig as ig_module
 from memsink_bench.methods.base import MethodContext
-from memsink_bench.methods.ig import (IntegratedGradients, ig_per_position, integrated_gradients,
-                                      integrated_gradients_reference)
+from memsink_bench.methods.ig import IntegratedGradients, ig_per_position, integrated_gradients
 from memsink_bench.models import build_model, mlp_layout
 from memsink_bench.setting import SequenceSet
+
+try:
+    from .reference_ig import integrated_gradients_reference
+except ImportError:          # tests/unit collected as a plain directory (no __init__.py)
+    from reference_ig import integrated_gradients_reference
 
 VOCAB = 100
 LENGTHS = [12, 9, 12, 7]                     # different lengths: right padding inside a batch
@@ -159,4 +163,5 @@ def test_steps_validation():
         IntegratedGradients(positions_per_batch=0)
     method = IntegratedGradients()
     assert method.name == "ig"
-    assert method.hyperparameters() == {"steps": 16, "positions_per_batch": 32}
+    assert method.hyperparameters() == {"steps": 16}            # what defines the run (its identity)
+    assert method.resources() == {"positions_per_batch": 32}    # memory only: recorded, never identity
