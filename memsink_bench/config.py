@@ -298,13 +298,14 @@ def parse_value(text: str):
 
 
 METHOD_SECTIONS = ("method", "sweep")   # a method's hyperparameters and knob grid (baselines/<name>.yaml)
+PARAGRAPHS_SECTION = "paragraphs"       # a pretrained model's paragraphs setting (memsink_bench.paragraphs)
 
 
 def parse_override(text: str, sections=None) -> tuple[str, str, Any]:
     """`section.key=value` -> (section, key, YAML-parsed value): the one parser of every `--set`.
 
     `sections`: the sections allowed here (default: the config sections and the method's)."""
-    allowed = tuple(sections) if sections is not None else (*SECTIONS, *METHOD_SECTIONS)
+    allowed = tuple(sections) if sections is not None else (*SECTIONS, *METHOD_SECTIONS, PARAGRAPHS_SECTION)
     if "=" not in text or "." not in text.split("=", 1)[0]:
         raise UserError(f"malformed --set '{text}'", "write --set section.key=value, e.g. train.lr=1e-3")
     dotted, value = text.split("=", 1)

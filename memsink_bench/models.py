@@ -97,20 +97,36 @@ def build_model(cfg: ModelConfig, vocab_size: int, seq_len: int, seed: int) -> n
     return model
 
 
-def load_pretrained(name_or_path: str):
-    """A local HF causal-LM directory or a hub id, with its own tokenizer.
+def load_pretrained(name_or_path: str, revision: str | None = None, trust_remote_code: bool = False,
+                    dtype: torch.dtype | None = None):
+    """A local HF causal-LM directory or a hub id, with its own tokenizer (safetensors weights only;
+    `trust_remote_code` only when the user asks for it).
 
     Hub ids need the network (or the local HF cache); the error says so when neither is there.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    local = os.path.isdir(name_or_path)
+    tokenizer_files = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
+    if local and not any(os.path.isfile(os.path.join(name_or_path, f)) for f in tokenizer_files):
+        raise UserError(f"cannot load the tokenizer of '{name_or_path}' (local directory): it has none of "
+                        f"{', '.join(tokenizer_files)}", "save the tokenizer beside the model "
+                        "(tokenizer.save_pretrained(DIR))")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, attn_implementation="sdpa",
-                                                     use_safetensors=True)
-    except (OSError, ValueError) as error:
-        where = "local directory" if os.path.isdir(name_or_path) else "hub id"
-        raise UserError(f"cannot load model '{name_or_path}' ({where}): {str(error).splitlines()[0]}",
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, TypeError) as error:
+        raise UserError(f"cannot load the tokenizer of '{name_or_path}' ({'local directory' if local else 'hub id'}): "
+                        f"{str(error).splitlines()[0][:200]}",
+                        "save the tokenizer beside the model (tokenizer.save_pretrained(DIR))" if local else
+                        "check the hub id, or download the model while online and give its local directory") from None
+    try:
+        # attention: transformers' default, SDPA where the architecture has it (GPT-Neo does not)
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, revision=revision,
+                                                     use_safetensors=True, trust_remote_code=trust_remote_code,
+                                                     **_dtype_argument(dtype))
+    except (OSError, ValueError, KeyError) as error:
+        where = "local directory" if local else "hub id"
+        raise UserError(f"cannot load model '{name_or_path}' ({where}): {str(error).splitlines()[0][:200]}",
                         "give a directory with config.json, *.safetensors and a tokenizer, or a "
                         "hub id reachable from this machine") from None
     if tokenizer.pad_token is None:
@@ -205,3 +221,13 @@ def cached_forward(model: nn.Module, input_ids: torch.Tensor, past=None, **kwarg
         kwargs["cache" if takes_cache else "past_key_values"] = past
     output = model(input_ids=input_ids, use_cache=True, **kwargs)
     return output, (output.cache if takes_cache else output.past_key_values)
+
+
+def _dtype_argument(dtype: torch.dtype | None) -> dict:
+    """from_pretrained's dtype keyword: `dtype` since transformers 4.56 (the old `torch_dtype` warns in 5)."""
+    if dtype is None:
+        return {}
+    import transformers
+    from packaging.version import Version
+
+    return {"dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype": dtype}

@@ -28,7 +28,7 @@ from .methods.base import MethodContext
 from .methods.registry import Entry, registry
 from .metrics import DIRECTIONS, measure_state, point_metrics, summarize_curve
 from .progress import progress
-from .record import IDENTITY_FORMAT, CheckpointInfo, Reference, ResultRecord, Seeds, Timings, record_path
+from .record import IDENTITY_FORMAT, CheckpointInfo, Reference, ResultRecord, Seeds, State, Timings, record_path
 from .setting import Setting, setting_fingerprint
 from .train import TRAINING_REVISION
 
@@ -84,9 +84,8 @@ class RunPlan:
     path: Path
 
 
-def plan_run(method_spec: str, config: ExperimentConfig, results: Path, checkpoint_spec: str | None = None,
-             method_overrides: list[str] = (), seed: int = 0) -> RunPlan:
-    """Resolve the method, its hyperparameters and knob grid, and the record path its identity gives."""
+def plan_method(method_spec: str, checkpoint_spec: str | None, method_overrides: list[str]):
+    """(entry, method instance, knob grid, checkpoint spec) of a run, nothing computed."""
     entry = registry().get(method_spec)
     cls = entry.load()
     hyper, sweep = method_settings(entry, list(method_overrides))
@@ -103,52 +102,102 @@ def plan_run(method_spec: str, config: ExperimentConfig, results: Path, checkpoi
             raise UserError(f"method '{entry.name}' runs only on its own '{own}' checkpoint",
                             f"drop --checkpoint or pass --checkpoint {own}")
         checkpoint_spec = own
-    checkpoint_spec = checkpoint_spec or STANDARD
+    return entry, method, grid, checkpoint_spec or STANDARD
+
+
+def identity_path(results: Path, setting: str, preset: str, entry: Entry, method, grid: list, checkpoint_spec: str,
+                  config: dict, setting_hash: str, seed: int) -> Path:
+    """The record path: the digest of everything that defines the run (never speed or memory knobs)."""
     identity = {"method": entry.name, "source": entry.source, "hyper": method.hyperparameters(), "grid": grid,
-                "checkpoint": checkpoint_spec, "config": config.to_dict(), "seed": seed,
-                "setting_hash": setting_fingerprint(config.setting, config.data)[0],
+                "checkpoint": checkpoint_spec, "config": config, "seed": seed, "setting_hash": setting_hash,
                 "schema": IDENTITY_FORMAT, "eval": EVAL_VERSION, "training": TRAINING_REVISION}
+    return record_path(results, setting, preset, entry.name, checkpoint_spec, identity)
+
+
+def plan_run(method_spec: str, config: ExperimentConfig, results: Path, checkpoint_spec: str | None = None,
+             method_overrides: list[str] = (), seed: int = 0) -> RunPlan:
+    """Resolve the method, its hyperparameters and knob grid, and the record path its identity gives."""
+    entry, method, grid, checkpoint_spec = plan_method(method_spec, checkpoint_spec, method_overrides)
+    identity_config = config.to_dict()
     for field in NOT_IN_KEY:
-        identity["config"]["train"].pop(field, None)
-    identity["config"]["data"].pop("corpus_path", None)       # the content hash stands for it
-    path = record_path(results, config.setting, config.preset, entry.name, checkpoint_spec, identity)
-    return RunPlan(entry, cls, method, grid, checkpoint_spec, path)
+        identity_config["train"].pop(field, None)
+    identity_config["data"].pop("corpus_path", None)       # the content hash stands for it
+    path = identity_path(results, config.setting, config.preset, entry, method, grid, checkpoint_spec,
+                         identity_config, setting_fingerprint(config.setting, config.data)[0], seed)
+    return RunPlan(entry, entry.load(), method, grid, checkpoint_spec, path)
+
+
+@dataclass
+class Bases:
+    """What a run's sweep starts from and what it is measured against."""
+
+    model: object              # the model handed to the method (a view folded in, or as trained)
+    before: State              # forgetting and degradation are measured from this state
+    before_label: str
+    reference: State           # the "never memorized" level the gap closed is measured to
+    reference_label: str
+    checkpoint: CheckpointInfo
+    extras: dict
+
+
+def checkpoint_bases(plan: RunPlan, config: ExperimentConfig, setting: Setting, workdir: Path, progress: bool,
+                     device) -> Bases:
+    """A task setting's checkpoints: the target view, the no-rep reference, and for a training-time
+    kind the kind it replaces (its own default view recorded beside)."""
+    target = resolve_target(plan.checkpoint_spec, workdir, setting, config, progress, device)
+    norep = get_checkpoint(workdir, setting, NO_REP, config, progress=progress, device=device)
+    reference = evaluate_cached(workdir, setting, norep, "model", norep.model)
+    info = CheckpointInfo(target.label, target.checkpoint.kind, target.view, str(target.checkpoint.directory),
+                          target.checkpoint.manifest["train_seconds"])
+    replaced = plan.method.scored_against()
+    if replaced is None:
+        model = viewed_model(target, config)
+        before = evaluate_cached(workdir, setting, target.checkpoint, target.view, model)
+        return Bases(model, before, target.label, reference, str(norep.directory), info, {})
+    standard = get_checkpoint(workdir, setting, replaced, config, progress=progress, device=device)
+    own_view = evaluate_cached(workdir, setting, target.checkpoint, "default", viewed_model(target, config))
+    return Bases(target.checkpoint.model, evaluate_cached(workdir, setting, standard, "model", standard.model),
+                 replaced, reference, str(norep.directory), info, {"checkpoint_default_view": own_view.means()})
 
 
 def run_method(*, method_spec: str, config: ExperimentConfig, setting: Setting, workdir: Path, results: Path,
                checkpoint_spec: str | None, method_overrides: list[str], force: bool = False,
                progress: bool = True, seed: int = 0) -> tuple[ResultRecord, Path, bool]:
-    """Run one method and write its record; returns (record, path, computed)."""
+    """Run one method on a task setting and write its record; returns (record, path, computed)."""
     from .models import select_device
 
     device = select_device(config.train.device)
     plan = plan_run(method_spec, config, results, checkpoint_spec, method_overrides, seed)
-    if plan.path.is_file() and not force:
-        try:
-            return ResultRecord.read(plan.path), plan.path, False
-        except ValueError as error:
-            print(f"memsink-bench: record {plan.path} is unreadable ({error}); recomputing it", file=sys.stderr)
+    reused = _reusable(plan.path, force)
+    if reused is not None:
+        return reused, plan.path, False
     started = time.perf_counter()
-    method, entry = plan.method, plan.entry
-    target = resolve_target(plan.checkpoint_spec, workdir, setting, config, progress, device)
-    norep = get_checkpoint(workdir, setting, NO_REP, config, progress=progress, device=device)
-    norep_state = evaluate_cached(workdir, setting, norep, "model", norep.model)
+    bases = checkpoint_bases(plan, config, setting, workdir, progress, device)
     context = MethodContext(targets=setting.repeated, retain=setting.control, pad_id=setting.tokenizer.pad_token_id,
                             device=device, seed=seed, config=config)
-    extras: dict = {}
-    if method.scored_against() is None:
-        before_label, model = target.label, viewed_model(target, config)
-        before = evaluate_cached(workdir, setting, target.checkpoint, target.view, model)
-    else:           # a training-time kind: scored against the kind it replaces, its own view recorded
-        before_label, model = method.scored_against(), target.checkpoint.model
-        reference = get_checkpoint(workdir, setting, before_label, config, progress=progress, device=device)
-        before = evaluate_cached(workdir, setting, reference, "model", reference.model)
-        extras["checkpoint_default_view"] = evaluate_cached(workdir, setting, target.checkpoint, "default",
-                                                            viewed_model(target, config)).means()
+    record = sweep_record(plan, bases, setting, context, progress, config=config.to_dict(), preset=config.preset,
+                          seeds=Seeds(method=seed, train=config.train.seed, data=config.data.seed), started=started)
+    record.write(plan.path)
+    return record, plan.path, True
 
+
+def _reusable(path: Path, force: bool) -> ResultRecord | None:
+    if not path.is_file() or force:
+        return None
+    try:
+        return ResultRecord.read(path)
+    except ValueError as error:
+        print(f"memsink-bench: record {path} is unreadable ({error}); recomputing it", file=sys.stderr)
+        return None
+
+
+def sweep_record(plan: RunPlan, bases: Bases, setting: Setting, context: MethodContext, progress: bool, *,
+                 config: dict, preset: str, seeds: Seeds, started: float) -> ResultRecord:
+    """Walk the method's sweep of states, score each against the bases, and build the record."""
+    method, entry = plan.method, plan.entry
     method_seconds, eval_seconds, points = 0.0, 0.0, []
-    bar = _progress(len(plan.grid), f"{entry.name} on {target.label}", progress)
-    states = iter(_call(entry, method.sweep_states, model, context, plan.grid))
+    bar = _progress(len(plan.grid), f"{entry.name} on {bases.checkpoint.label}", progress)
+    states = iter(_call(entry, method.sweep_states, bases.model, context, plan.grid))
     while True:
         clock = time.perf_counter()
         item = _call(entry, next, states, None)           # the method does its work here
@@ -159,27 +208,22 @@ def run_method(*, method_spec: str, config: ExperimentConfig, setting: Setting, 
         clock = time.perf_counter()
         after = measure_state(state_model, setting, None if scale is None else (lambda ids, s=scale: s))
         _check_finite(after.means(), entry.name, knob)
-        points.append(point_metrics(knob, after, before, norep_state))
+        points.append(point_metrics(knob, after, bases.before, bases.reference))
         eval_seconds += time.perf_counter() - clock
         bar.update(1)
     bar.close()
-    extras.update(_call(entry, method.record_extras, model, context))
-    record = ResultRecord(
+    extras = {**bases.extras, **_call(entry, method.record_extras, bases.model, context)}
+    return ResultRecord(
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         method=entry.name, method_type=method.method_type, method_source=entry.source,
         hyperparameters=method.hyperparameters(), resources=method.resources(), knob=method.knob, grid=plan.grid,
-        setting=setting.name, preset=config.preset, setting_hash=setting.setting_hash,
-        corpus=setting.corpus_name, corpus_hash=setting.corpus_hash,
-        checkpoint=CheckpointInfo(target.label, target.checkpoint.kind, target.view, str(target.checkpoint.directory),
-                                  target.checkpoint.manifest["train_seconds"]),
-        reference=Reference(before_label, str(norep.directory)),
-        seeds=Seeds(method=seed, train=config.train.seed, data=config.data.seed),
-        config=config.to_dict(), versions=package_versions(), git_commit=git_commit(),
-        before=before, no_rep=norep_state, points=points, summary=summarize_curve(points), extras=extras,
+        setting=setting.name, preset=preset, setting_hash=setting.setting_hash,
+        corpus=setting.corpus_name, corpus_hash=setting.corpus_hash, checkpoint=bases.checkpoint,
+        reference=Reference(bases.before_label, bases.reference_label), seeds=seeds, config=config,
+        versions=package_versions(), git_commit=git_commit(), before=bases.before, no_rep=bases.reference,
+        points=points, summary=summarize_curve(points), extras=extras,
         timings=Timings(round(method_seconds, 3), round(eval_seconds, 3), round(time.perf_counter() - started, 3)),
         directions={k: ("higher" if v else "lower") for k, v in DIRECTIONS.items()})
-    record.write(plan.path)
-    return record, plan.path, True
 
 
 def _call(entry: Entry, function, *args):

@@ -48,7 +48,7 @@ class SequenceSet:
 @dataclass
 class Setting:
     name: str
-    data: DataConfig
+    data: DataConfig | None       # None for a setting built from a pretrained model's paragraphs
     tokenizer: object             # transformers.PreTrainedTokenizerFast
     repeated: SequenceSet         # N distinct repeated sequences (canaries appended in ts-canary)
     single: SequenceSet           # M sequences seen once per epoch
@@ -66,7 +66,7 @@ class Setting:
     def describe(self) -> dict:
         return {"setting": self.name, "corpus": self.corpus_name, "corpus_hash": self.corpus_hash,
                 "setting_hash": self.setting_hash, "repeated": len(self.repeated),
-                "repetitions": self.data.repetitions, "single": len(self.single),
+                "repetitions": self.data.repetitions if self.data is not None else None, "single": len(self.single),
                 "validation": len(self.validation), "control": len(self.control),
                 "vocab_size": self.vocab_size}
 
@@ -226,7 +226,8 @@ def _unpack(tensors: dict[str, torch.Tensor], prefix: str) -> SequenceSet:
 ROLES = ("repeated", "single", "validation", "control")
 
 
-def save_setting(setting: Setting, directory: Path) -> None:
+def save_setting(setting: Setting, directory: Path, save_tokenizer: bool = True) -> None:
+    """Atomically; a pretrained model's setting keeps no tokenizer copy (the model has it)."""
     from safetensors.torch import save_file
 
     with atomic_directory(directory) as tmp:
@@ -234,10 +235,20 @@ def save_setting(setting: Setting, directory: Path) -> None:
         for role in ROLES:
             tensors.update(_pack(getattr(setting, role), role))
         save_file(tensors, str(tmp / "sequences.safetensors"))
-        setting.tokenizer.save_pretrained(str(tmp / "tokenizer"))
+        if save_tokenizer:
+            setting.tokenizer.save_pretrained(str(tmp / "tokenizer"))
         (tmp / "setting.json").write_text(json.dumps({
-            "format": SETTING_FORMAT, "name": setting.name, "data": vars(setting.data),
+            "format": SETTING_FORMAT, "name": setting.name,
+            "data": vars(setting.data) if setting.data is not None else None,
             **setting.describe()}, indent=2, sort_keys=True))
+
+
+def load_setting_tensors(directory: Path) -> dict[str, SequenceSet]:
+    """The four roles' sequences of a cached setting."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(Path(directory) / "sequences.safetensors"))
+    return {role: _unpack(tensors, role) for role in ROLES}
 
 
 def load_setting(directory: Path, data: DataConfig) -> Setting:

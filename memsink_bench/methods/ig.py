@@ -229,10 +229,12 @@ def _ig_layer(model, batch, layer, steps, positions_per_batch, acts, clean_probs
         if use_cache:
             try:
                 mean_grad = _chunk_cached(*args, clean_probs)
-            except _CacheMismatch:
-                warnings.warn(f"integrated gradients: the KV-cached forward of {type(model).__name__} "
-                              "does not reproduce the clean forward; using the slower uncached path",
-                              RuntimeWarning, stacklevel=2)
+            except RuntimeError as error:     # _CacheMismatch, or a model that rejects the layout
+                # (GPT-Neo's causal-mask buffer stops at max_position_embeddings keys)
+                why = "does not reproduce the clean forward" if isinstance(error, _CacheMismatch) else \
+                    f"rejects the cached layout ({str(error).splitlines()[0][:120]})"
+                warnings.warn(f"integrated gradients: the KV-cached forward of {type(model).__name__} {why}; "
+                              "using the slower uncached path", RuntimeWarning, stacklevel=2)
                 return _ig_layer(model, batch, layer, steps, positions_per_batch, acts, clean_probs, False)
         else:
             mean_grad = _chunk_full(*args)

@@ -244,7 +244,7 @@ BARRIER_SCRIPT = textwrap.dedent('''
     reach the cache at the same moment instead of seconds apart. Setting builds are reported."""
     import os, sys, time
     from pathlib import Path
-    import memsink_bench.cli, memsink_bench.commands, memsink_bench.run, memsink_bench.train
+    import memsink_bench.cli, memsink_bench.cli.run, memsink_bench.run, memsink_bench.train
     import memsink_bench.setting as setting_module
     import transformers, tokenizers, accelerate
 
@@ -553,12 +553,12 @@ def test_unwritable_output_fails_before_any_work(tmp_path, monkeypatch, capsys, 
 def test_a_disk_filling_up_mid_run_is_a_one_line_error(monkeypatch, capsys):
     import errno
 
-    from memsink_bench import commands
+    from memsink_bench.cli import ls
 
     def full(args):
         raise OSError(errno.ENOSPC, "No space left on device", "/data/checkpoints/x/model.safetensors")
 
-    monkeypatch.setattr(commands, "dispatch", full)
+    monkeypatch.setattr(ls, "handle", full)
     assert main(["ls", "settings"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "disk is full" in err and "model.safetensors" in err and "--workdir" in err

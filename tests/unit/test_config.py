@@ -56,5 +56,5 @@ def test_baseline_yaml_mirrors_the_constructor(name):
     assert raw["method"] == name
     assert set(raw["hyperparameters"]) == set(cls.hyperparameter_names())
     method = cls(**raw["hyperparameters"])
-    assert method.hyperparameters() == {k: (tuple(v) if isinstance(v, list) else v)
-                                        for k, v in raw["hyperparameters"].items()}
+    assert {**method.hyperparameters(), **method.resources()} == {k: (tuple(v) if isinstance(v, list) else v)
+                                                                 for k, v in raw["hyperparameters"].items()}

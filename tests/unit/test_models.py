@@ -46,6 +46,10 @@ def test_load_pretrained_reads_a_local_hf_directory(tmp_path, smoke_setting):
         assert torch.equal(tensor, loaded.state_dict()[name])
 
 
-def test_load_pretrained_names_the_problem_offline(tmp_path):
-    with pytest.raises(UserError, match="cannot load model"):
-        load_pretrained(str(tmp_path / "nothing-here"))
+def test_load_pretrained_names_the_problem_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError, match="cannot load the tokenizer of .*nothing-here.* \\(hub id\\)"):
+        load_pretrained(str(tmp_path / "nothing-here"))       # not a directory: taken for a hub id
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="has none of tokenizer.json"):
+        load_pretrained(str(tmp_path / "empty"))

@@ -1,14 +1,27 @@
-"""The `memsink-bench` command line: train, run, leaderboard, ls (and more as they land)."""
+"""The `memsink-bench` command line: one module per command, each with `register(sub)` (its
+parser) beside `handle(args)` (what it does). Adding a command is a module and a line in COMMANDS."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import errno
+import importlib
+import os
 import sys
-from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
+from .options import default_workdir  # noqa: F401  (re-exported: the cache location commands share)
+
+# command name -> module (relative to this package, or absolute) with register(sub) and handle(args)
+COMMANDS = {
+    "train": ".train",
+    "run": ".run",
+    "leaderboard": ".leaderboard",
+    "analyze": ".analyze",
+    "plot": ".plot",
+    "report": ".report",
+    "ls": ".ls",
+}
 
 EXAMPLES = """examples:
   memsink-bench train --setting ts-canary --kind memsinks
@@ -20,19 +33,9 @@ EXAMPLES = """examples:
 """
 
 
-def default_workdir() -> Path:
-    return Path(os.environ.get("MEMSINK_BENCH_CACHE", Path.home() / ".cache" / "memsink-bench"))
-
-
-def _common(parser: argparse.ArgumentParser, setting_required: bool = True) -> None:
-    parser.add_argument("--setting", required=setting_required,
-                        help="ts-repetition, ts-canary, or a path to a task YAML")
-    parser.add_argument("--preset", default="cpu", help="smoke | cpu (default) | paper")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override one config field, e.g. --set train.lr=1e-3 (repeatable)")
-    parser.add_argument("--workdir", type=Path, default=default_workdir(),
-                        help="checkpoint and setting cache (default: $MEMSINK_BENCH_CACHE or ~/.cache/memsink-bench)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+def _module(name: str):
+    target = COMMANDS[name]
+    return importlib.import_module(target, __name__) if target.startswith(".") else importlib.import_module(target)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,20 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "and gradient masking on controlled repeated-story and canary settings.",
         epilog=EXAMPLES)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    train = sub.add_parser("train", help="train (or reuse) one checkpoint kind on a setting",
-                           formatter_class=argparse.RawDescriptionHelpFormatter,
-                           epilog="example:\n  memsink-bench train --setting ts-canary --kind memsinks --preset cpu")
-    _common(train)
-    train.add_argument("--kind", required=True, help="standard | standard-no-rep | gradient-masked | memsinks")
-    train.add_argument("--resume", action="store_true", help="continue an interrupted run from its last snapshot")
-
-    ls = sub.add_parser("ls", help="list settings, kinds, checkpoints or methods")
-    ls.add_argument("what", choices=["settings", "kinds", "checkpoints", "methods"])
-    ls.add_argument("--workdir", type=Path, default=default_workdir())
-
-    from .commands import add_commands
-    add_commands(sub, _common)
+    for name in COMMANDS:
+        _module(name).register(sub)
     return parser
 
 
@@ -71,12 +62,10 @@ def _quiet_libraries() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     _quiet_libraries()
     try:
-        from .commands import dispatch
-        return dispatch(args)
+        return _module(args.command).handle(args)
     except UserError as error:
         print(f"memsink-bench: error: {error}", file=sys.stderr)
         return error.exit_code
@@ -91,7 +80,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"memsink-bench: error: the disk is full{where}; nothing partial was kept "
               "(free space or point --workdir / --results at another disk, then rerun)", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
