@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "## training loop (throughput, masking overhead, MFU)"; python benchmarks/bench_training.py
-echo; echo "## integrated gradients (batched exact vs literal loop)"; python benchmarks/bench_ig.py --threads 1
+echo; echo "## integrated gradients (batched exact vs literal loop and captum)"; python benchmarks/bench_ig.py --threads 1
 echo; echo "## hard-concrete and sparse-ft steps vs the plain loops"; python benchmarks/bench_methods.py
 echo; echo "## tradeoff points and end to end"; python benchmarks/bench_end_to_end.py
 echo; echo "## the whole cpu leaderboard from nothing"; python benchmarks/bench_leaderboard.py
