@@ -75,6 +75,7 @@ class Method:
     default_sweep: ClassVar[dict] = {}
     resource_knobs: ClassVar[tuple[str, ...]] = ()   # hyperparameters that change speed or memory, never a result
     checkpoint_kind: ClassVar[str | None] = None   # runs only on this kind (None: any checkpoint, standard by default)
+    needs: ClassVar[str] = "forget set"            # what it needs beyond the model (the leaderboard's needs column)
 
     @classmethod
     def hyperparameter_names(cls) -> list[str]:
@@ -160,6 +161,7 @@ class ModelEditor(Method):
 
     method_type = "editor"
     knob = "steps"
+    needs = "forget set, retain set"
     default_sweep = {"steps": [1, 2, 5, 10, 20]}
 
     def edit(self, model: nn.Module, context: MethodContext, knob) -> nn.Module:

@@ -11,6 +11,7 @@ from .base import MethodContext, NeuronLocalizer
 class RandomNeurons(NeuronLocalizer):
     name = "random-neurons"
     summary = "control: drop a random r of the MLP neurons in each layer"
+    needs = "nothing"
 
     def __init__(self, salt: int = 0):
         self.salt = salt

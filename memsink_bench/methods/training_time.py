@@ -42,6 +42,7 @@ class TrainingTimeMethod(Method):
 
 class MemSinksDrop(TrainingTimeMethod):
     name = "memsinks"
+    needs = "retraining from scratch, sequence IDs at training time"
     summary = "MemSinks checkpoint: drop the sink neurons (and, per sequence, only its own sinks)"
     checkpoint_kind = "memsinks"
 
@@ -55,5 +56,6 @@ class MemSinksDrop(TrainingTimeMethod):
 
 class GradientMaskedDrop(TrainingTimeMethod):
     name = "gradient-masked"
+    needs = "retraining from scratch, which sequences repeat"
     summary = "gradient-masked checkpoint: drop the memorization block"
     checkpoint_kind = "gradient-masked"

@@ -1,0 +1,94 @@
+"""Leaderboard statistics: budgets read from the curve and capped at 1, bootstrap intervals over
+seeds and forget sequences, paired comparisons with the random control, rank swaps marked."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from memsink_bench.intervals import best_within, intervals, paired_difference, pareto_auc, point_value
+from memsink_bench.leaderboard import STATISTICS, leaderboard_frame
+from memsink_bench.record import CheckpointInfo, PerSequence, Point, Reference, ResultRecord, Seeds, State, Timings
+
+N_REP, N_VAL = 40, 30
+
+
+def _state(repeated: np.ndarray, val: np.ndarray, **point) -> dict:
+    per = PerSequence(list(repeated), list(repeated), [0] * N_REP, [1.0] * 8, [1.0] * 8, [0] * 8, list(val))
+    means = dict(repeated_loss=float(repeated.mean()), repeated_target_loss=float(repeated.mean()),
+                 val_loss=float(val.mean()), control_loss=1.0, control_target_loss=1.0, em_repeated=10.0,
+                 em_repeated_full=0.5, em_control=1.0, em_control_full=0.0)
+    return {**means, "per_sequence": per, **point}
+
+
+def record(method: str, seed: int, forgetting: list[float], degradation: list[float], spread: float = 0.5,
+           method_type: str = "localizer") -> ResultRecord:
+    """A record whose forget sequences each forget by `f * (1 + spread * noise)` at a point."""
+    rng = np.random.default_rng(seed)
+    before_rep, val = rng.uniform(0.1, 0.3, N_REP), rng.uniform(0.9, 1.1, N_VAL)
+    norep_rep = before_rep + 1.0                       # the gap is 1 nat on every sequence
+    noise = rng.normal(size=N_REP)
+    points = []
+    for i, (f, d) in enumerate(zip(forgetting, degradation)):
+        after = before_rep + f * (1 + spread * noise)
+        gap = float((after - before_rep).mean() / (norep_rep - before_rep).mean())
+        points.append(Point(**_state(after, val + d), knob=i + 1, forgetting=float((after - before_rep).mean()),
+                            forgetting_target=0.0, degradation=d, control_degradation=0.0, gap_closed=gap,
+                            gap_closed_target=gap))
+    return ResultRecord(
+        created="2026-01-01T00:00:00+00:00", method=method, method_type=method_type, method_source="built-in",
+        hyperparameters={}, knob="r", grid=[p.knob for p in points], setting="ts-canary", preset="cpu",
+        setting_hash="0" * 16, corpus="synthetic-stories", corpus_hash="ab" * 32,
+        checkpoint=CheckpointInfo("standard", "standard", "default", "/ckpt", 1.0),
+        reference=Reference("standard", "/no-rep"), seeds=Seeds(seed, seed, 0),
+        config={"train": {"seed": seed}, "data": {"seed": 0}}, versions={}, git_commit="0" * 40,
+        before=State(**_state(before_rep, val)), no_rep=State(**_state(norep_rep, val)), points=points,
+        summary={}, extras={}, timings=Timings(1.0, 1.0, 2.0), directions={})
+
+
+def test_budgets_read_the_curve_and_cap_gap_closed_at_one():
+    gap = np.array([[0.2, 1.4, 0.6]])
+    degradation = np.array([[0.01, 0.04, 0.3]])
+    assert best_within(gap, degradation, 0.02)[0] == pytest.approx(0.2)
+    assert best_within(gap, degradation, 0.05)[0] == pytest.approx(1.0)       # overshooting is not better
+    assert best_within(gap, degradation, 0.001)[0] == 0.0                     # nothing within: do nothing
+    # Pareto area over [0, 0.5]: 0 until 0.01, 0.2 until 0.04, then 1 -> (0.03 * 0.2 + 0.46 * 1) / 0.5
+    assert pareto_auc(gap, degradation, 0.5)[0] == pytest.approx((0.03 * 0.2 + 0.46) / 0.5, abs=0.01)
+
+
+def test_interval_covers_the_value_and_widens_with_the_sequences_spread():
+    tight = [record("ig", s, [0.1, 0.3], [0.01, 0.04], spread=0.05) for s in range(3)]
+    loose = [record("ig", s, [0.1, 0.3], [0.01, 0.04], spread=1.5) for s in range(3)]
+    statistic = {"gap": STATISTICS["gap closed @0.05"]}
+    for replicates in (tight, loose):
+        low, high = intervals(replicates, statistic)["gap"]
+        assert low <= point_value(replicates, statistic["gap"]) <= high
+    width = {name: np.subtract(*intervals(r, statistic)["gap"][::-1]) for name, r in (("tight", tight), ("loose", loose))}
+    assert width["loose"] > 3 * width["tight"] > 0
+
+
+def test_one_seed_without_per_sequence_values_has_no_interval():
+    single = record("ig", 0, [0.1, 0.3], [0.01, 0.04])
+    for state in (single.before, single.no_rep, *single.points):
+        state.per_sequence = None
+    assert intervals([single], {"gap": STATISTICS["gap closed @0.05"]}) == {"gap": None}
+
+
+def test_paired_difference_tells_a_real_gain_from_noise():
+    gain, band, common = paired_difference({0: 0.30, 1: 0.32, 2: 0.31, 3: 0.29}, {0: 0.10, 1: 0.11, 2: 0.09, 3: 0.10})
+    assert common == 4 and gain == pytest.approx(0.205) and band[0] > 0
+    _, band, _ = paired_difference({0: 0.10, 1: 0.14, 2: 0.08, 3: 0.12}, {0: 0.12, 1: 0.10, 2: 0.11, 3: 0.11})
+    assert band[0] < 0 < band[1]
+
+
+def test_leaderboard_marks_rows_like_their_control_and_rank_swaps():
+    rows = [record("ig", s, [0.02, 0.6], [0.01, 0.15]) for s in range(3)]                 # wins late
+    rows += [record("hard-concrete", s, [0.10, 0.12], [0.01, 0.15]) for s in range(3)]     # wins early
+    rows += [record("random-neurons", s, [0.02 + 0.001 * s, 0.1], [0.01, 0.15]) for s in range(3)]
+    frame = leaderboard_frame(rows).set_index("method")
+    assert frame.loc["ig", "gap closed @0.02"] < frame.loc["hard-concrete", "gap closed @0.02"]
+    assert frame.loc["ig", "gap closed @0.2"] > frame.loc["hard-concrete", "gap closed @0.2"]
+    assert "↕" in frame.loc["ig", "flags"] and "↕" in frame.loc["hard-concrete", "flags"]
+    assert "≈ control" in frame.loc["ig", "flags"]            # at the primary budget ig equals the control
+    assert "≈ control" not in frame.loc["hard-concrete", "flags"]
+    assert frame.loc["hard-concrete", "vs control"].startswith("+0.0")
