@@ -1,0 +1,229 @@
+"""Is the removal robust? Weight quantization (Zhang et al. 2024) and relearning (Lynch et al.
+2024; Deeb and Roger 2024) applied to a model after removal.
+
+Quantization (`quantize_weights`): round-to-nearest, symmetric, per output channel. For b bits
+the levels are the integers -(2^(b-1) - 1) .. 2^(b-1) - 1 (symmetric, so -2^(b-1) is unused),
+and each output channel c of a weight W has its own step s_c = max_j |W_cj| / (2^(b-1) - 1):
+    W'_cj = s_c * clamp(round(W_cj / s_c), -(2^(b-1) - 1), 2^(b-1) - 1)      (|W' - W| <= s_c / 2)
+stored back in the weight's float dtype (the model runs as before, on the rounded values).
+Quantized: every nn.Linear and GPT-2 Conv1D weight except the output head, i.e. the attention
+and MLP matrices of the blocks (the layers GPTQ and AWQ quantize by default). Left in full
+precision: biases, LayerNorms and, unless `embeddings=True`, the token
+and position embeddings and the output head (tied to the token embedding in GPT-2; with
+`embeddings=True` each embedding row and each output-head row is a channel). bits = 32 means
+full precision: an unchanged copy.
+
+Relearning (`relearn`, over `relearned_models`): fine-tune a copy of the model after removal on
+half of the forget sequences (`relearning_split`) with the training loss and AdamW as training
+builds it (`train.make_optimizer`: weight decay on matrices, the training betas and gradient
+clipping) at a constant learning rate, with the removal's neuron scale applied during the
+fine-tuning (dropped neurons stay dropped), and measure loss and exact match on the other half
+after each step count of the grid.
+`recovered_share` turns that into the share of the removal's effect that came back.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import random
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from .config import ExperimentConfig, TrainConfig
+from .errors import UserError
+from .evaluate import Batch, collate, sequence_losses
+from .interventions import scaled_neurons
+from .setting import SequenceSet
+
+QUANTIZATION_BITS = (8, 4)
+FULL_PRECISION_BITS = 32
+RELEARN_STEPS = (1, 5, 20)
+
+
+# --- quantization ----------------------------------------------------------------------------
+
+def quantize_per_channel(weight: torch.Tensor, bits: int, channel_dim: int) -> torch.Tensor:
+    """Round-to-nearest symmetric quantization with one step per slice along `channel_dim`
+    (see the module docstring); same shape and dtype as `weight`. An all-zero channel stays zero."""
+    levels = 2 ** (bits - 1) - 1
+    values = weight.float()
+    others = [d for d in range(values.dim()) if d != channel_dim % values.dim()]
+    step = values.abs().amax(dim=others, keepdim=True) / levels
+    step = torch.where(step > 0, step, torch.ones_like(step))
+    return (torch.clamp(torch.round(values / step), -levels, levels) * step).to(weight.dtype)
+
+
+def _output_channel_dim(module: nn.Module) -> int | None:
+    """The dim of a module's weight that indexes its output channels (None: not quantized)."""
+    if isinstance(module, nn.Linear):
+        return 0                                  # [out, in]
+    if type(module).__name__ == "Conv1D":
+        return 1                                  # GPT-2 Conv1D: [in, out]
+    return None
+
+
+def check_bits(bits: int) -> None:
+    if not (isinstance(bits, int) and not isinstance(bits, bool) and 2 <= bits <= FULL_PRECISION_BITS):
+        raise UserError(f"bits={bits!r} is not a quantization width in 2..{FULL_PRECISION_BITS}",
+                        "use 8 or 4 (32 keeps full precision)")
+
+
+@torch.no_grad()
+def quantize_weights(model: nn.Module, bits: int, embeddings: bool = False) -> nn.Module:
+    """A copy of `model` with its block matrices (and, with `embeddings`, its embeddings and
+    output head) rounded to `bits`-bit per-channel symmetric levels; `model` is untouched."""
+    check_bits(bits)
+    quantized = copy.deepcopy(model)
+    if bits == FULL_PRECISION_BITS:
+        return quantized
+    head = quantized.get_output_embeddings() if hasattr(quantized, "get_output_embeddings") else None
+    done: set[int] = set()                        # tied weights are rounded once
+    for module in quantized.modules():
+        if module is head or isinstance(module, nn.Embedding):
+            channel_dim = 0 if embeddings else None   # an embedding row / an output-head row
+        else:
+            channel_dim = _output_channel_dim(module)
+        weight = getattr(module, "weight", None)
+        if channel_dim is None or weight is None or id(weight) in done:
+            continue
+        weight.copy_(quantize_per_channel(weight, bits, channel_dim))
+        done.add(id(weight))
+    return quantized
+
+
+# --- relearning ------------------------------------------------------------------------------
+
+@dataclass
+class RelearnPoint:
+    """Loss and exact match of the held-back forget sequences after `steps` relearning steps."""
+
+    steps: int
+    loss: float               # mean over sequences of the whole-sequence mean NLL
+    target_loss: float        # same, over the target span (canary / continuation)
+    exact_match: float        # mean target tokens greedily reproduced before the first miss
+    exact_match_full: float   # share of sequences whose target span is reproduced in full
+
+
+def check_relearn(steps_grid, lr: float) -> list[int]:
+    """The sorted distinct step counts of `steps_grid`; bad input raises UserError."""
+    grid = list(steps_grid)
+    for steps in grid:
+        if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0):
+            raise UserError(f"relearn_steps={steps!r} must be an integer >= 0",
+                            "give relearning step counts like [1, 5, 20] (0 = the model after removal)")
+    if not grid:
+        raise UserError("relearn_steps is empty", "give relearning step counts like [1, 5, 20]")
+    if not lr > 0:
+        raise UserError(f"relearning lr={lr!r} must be positive", "set the relearning peak learning rate, e.g. 1e-3")
+    return sorted(set(grid))
+
+
+def relearning_split(sequences: SequenceSet, seed: int = 0) -> tuple[SequenceSet, SequenceSet]:
+    """(relearn on, measure on): a seeded random half of the forget sequences and the rest."""
+    order = list(range(len(sequences)))
+    random.Random(f"relearn-split:{seed}").shuffle(order)
+    half = len(order) // 2
+    return sequences.subset(sorted(order[:half])), sequences.subset(sorted(order[half:]))
+
+
+def _batch_stream(sequences: SequenceSet, batch_size: int, pad_id: int, seed: int) -> Iterator[Batch]:
+    """Batches of `sequences`, reshuffled each pass (a pure function of seed and pass)."""
+    epoch = 0
+    while True:
+        order = list(range(len(sequences)))
+        random.Random(f"relearn:{seed}:{epoch}").shuffle(order)
+        for start in range(0, len(order), batch_size):
+            chosen = sequences.subset(order[start:start + batch_size])
+            yield collate(chosen.tokens, chosen.ids, chosen.spans, pad_id)
+        epoch += 1
+
+
+def _train_steps(model, optimizer, stream: Iterator[Batch], count: int, scale, grad_clip: float, device) -> None:
+    """`count` steps of the training loss (train.LabelledLoss: mean NLL over every labelled
+    token, unembedding only labelled positions) under `scale`."""
+    from .train import LabelledLoss
+
+    forward = LabelledLoss(model)
+    model.train()
+    with scaled_neurons(model, scale):
+        for _ in range(count):
+            batch = next(stream).to(device)
+            nll, _ = forward(batch.input_ids, batch.labels)
+            nll.mean().backward()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    model.eval()
+
+
+def relearned_models(model: nn.Module, train_sequences: SequenceSet, pad_id: int, steps_grid, lr: float,
+                     scale: torch.Tensor | None = None, seed: int = 0, *, train: TrainConfig | None = None,
+                     batch_size: int | None = None, device=None) -> Iterator[tuple[int, nn.Module]]:
+    """Fine-tune a copy of `model` on `train_sequences`, yielding (steps, the copy) at each
+    distinct step count of `steps_grid` in increasing order (one run; the same copy, trained
+    further after each yield, so score it before asking for the next).
+
+    `scale`: the removal's neuron scale (NeuronScaler semantics, the same for every sequence:
+    [layers, 1, 1, d_mlp] from `interventions.per_layer_scale`, or None), applied during the
+    fine-tuning. AdamW from `train.make_optimizer` with `train`'s weight decay, betas and
+    gradient clipping (TrainConfig defaults if None) at the constant rate `lr`; batches of
+    `batch_size` (train's if None). `model` is untouched.
+    """
+    grid = check_relearn(steps_grid, lr)             # checked now, not at the first next()
+    if scale is not None and scale.dim() == 4 and scale.shape[1] != 1:
+        raise UserError("relearning needs one neuron scale for every sequence, not one per example",
+                        "pass a [layers, 1, 1, d_mlp] scale (interventions.per_layer_scale)")
+    if len(train_sequences) == 0:
+        raise UserError("no sequences to relearn on", "give at least one forget sequence to fine-tune on")
+    train = dataclasses.replace(train or TrainConfig(), lr=lr)
+    return _relearning(model, train_sequences, pad_id, grid, scale, seed, train, batch_size or train.batch_size,
+                       device)
+
+
+def _relearning(model, train_sequences, pad_id, grid, scale, seed, train: TrainConfig, batch_size, device):
+    from .train import make_optimizer
+
+    working = copy.deepcopy(model)
+    for parameter in working.parameters():
+        parameter.requires_grad_(True)
+    device = device or next(working.parameters()).device
+    optimizer = make_optimizer(working, ExperimentConfig(setting="relearn", preset="relearn", train=train), device)
+    stream = _batch_stream(train_sequences, batch_size, pad_id, seed)
+    done = 0
+    for steps in grid:
+        _train_steps(working, optimizer, stream, steps - done, scale, train.grad_clip, device)
+        done = steps
+        yield steps, working
+
+
+def relearn(model: nn.Module, train_sequences: SequenceSet, eval_sequences: SequenceSet, pad_id: int,
+            steps_grid, lr: float, scale: torch.Tensor | None = None, seed: int = 0, *,
+            train: TrainConfig | None = None, batch_size: int | None = None, device=None) -> list[RelearnPoint]:
+    """Relearning attack: fine-tune a copy of `model` on `train_sequences` (`relearned_models`,
+    same arguments) and measure `eval_sequences` under the same `scale` after each step count.
+    Returns one RelearnPoint per distinct step count, in increasing order."""
+    scale_for = (lambda ids: scale) if scale is not None else None
+    points = []
+    for steps, working in relearned_models(model, train_sequences, pad_id, steps_grid, lr, scale, seed,
+                                           train=train, batch_size=batch_size, device=device):
+        report = sequence_losses(working, eval_sequences, pad_id, scale_for=scale_for, device=device)
+        losses, matches = report.summary(), report.exact_match().summary()
+        points.append(RelearnPoint(steps, losses["loss"], losses["target_loss"],
+                                   matches["exact_match"], matches["exact_match_full"]))
+    return points
+
+
+def recovered_share(before_removal: float, after_removal: float, after_relearn: float) -> float | None:
+    """Share of the removal's effect that relearning undid:
+        (after_removal - after_relearn) / (after_removal - before_removal)
+    for a loss (before_removal: the memorizing model; after_removal: the edited model before any
+    relearning). 0 = nothing came back, 1 = back to the memorizing model's loss, > 1 = beyond it,
+    < 0 = relearning made it worse. The same formula serves exact match (numerator and
+    denominator both change sign). None when removal changed nothing (no gap to recover)."""
+    gap = after_removal - before_removal
+    return (after_removal - after_relearn) / gap if abs(gap) > 1e-9 else None
