@@ -58,7 +58,10 @@ def token_nll(model, batch: Batch) -> torch.Tensor:
 
 def _forward(model, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     """([batch, pos] NLL, [batch, pos] True where the argmax prediction equals the label)."""
-    logits = model(input_ids=batch.input_ids).logits
+    return _scored(model(input_ids=batch.input_ids).logits, batch)
+
+
+def _scored(logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     nll = F.cross_entropy(logits.flatten(0, 1).float(), batch.labels.flatten().clamp_min(0),
                           reduction="none").view_as(batch.labels)
     valid = batch.labels != -100
@@ -92,8 +95,10 @@ class LossReport:
 
 @torch.no_grad()
 def sequence_losses(model, sequences: SequenceSet, pad_id: int, batch_size: int = 32,
-                    scale_for: ScaleFn | None = None, device=None) -> LossReport:
-    """Per-sequence losses and exact match from one teacher-forced pass per batch."""
+                    scale_for: ScaleFn | None = None, device=None, on_logits=None) -> LossReport:
+    """Per-sequence losses and exact match from one teacher-forced pass per batch;
+    `on_logits(batch, logits [batch, pos, vocab])` sees each batch's logits of that same pass
+    (membership inference and extraction read them without a pass of their own)."""
     device = device or next(model.parameters()).device
     whole, target, matched, target_len = [], [], [], []
     scaler = NeuronScaler(model) if scale_for is not None else None
@@ -104,7 +109,10 @@ def sequence_losses(model, sequences: SequenceSet, pad_id: int, batch_size: int 
             batch = batch.to(device)
             if scaler is not None:
                 scaler.scale = scale_for(batch.ids)
-            nll, correct = _forward(model, batch)
+            logits = model(input_ids=batch.input_ids).logits
+            if on_logits is not None:
+                on_logits(batch, logits)
+            nll, correct = _scored(logits, batch)
             valid = (batch.labels != -100)
             n_target = batch.target_mask.sum(1)
             whole.append((nll.sum(1) / valid.sum(1).clamp_min(1)).cpu())

@@ -53,6 +53,10 @@ COLUMNS = [*[(f"gap closed @{b}", "gap_closed", "{:.3f}") for b in BUDGETS_SHOWN
            ("target gap @0.05", "gap_closed_target", "{:.3f}"),
            ("EM rep. before", None, "{:.1f}"),
            ("EM rep. @0.05", "em_repeated", "{:.1f}"),
+           ("PrivLeak @0.05", None, "{:+.2f}"),
+           ("extracted@100 @0.05", "extraction_rate@100", "{:.2f}"),
+           ("recovered @5 relearn steps", None, "{:.2f}"),
+           ("forgetting @4 bits", None, "{:.3f}"),
            ("method s", "method_seconds", "{:.1f}"),
            ("train s", None, "{:.0f}")]
 
@@ -61,6 +65,32 @@ def _em_within(record: ResultRecord, budget: float) -> float:
     """Exact match on repeated sequences at the point closing the most gap within the budget."""
     chosen = best_point(record.points, "gap_closed", budget)
     return record.before.em_repeated if chosen is None else chosen.em_repeated
+
+
+def _mean_at_chosen(replicates: list[ResultRecord], value) -> float:
+    """The mean over seeds of `value(point)` at each seed's point closing the most gap within the
+    primary budget (NaN when a record predates the metric)."""
+    values = []
+    for record in replicates:
+        chosen = best_point(record.points, "gap_closed", PRIMARY_BUDGET)
+        found = value(chosen) if chosen is not None else None
+        if found is None:
+            return float("nan")
+        values.append(found)
+    return sum(values) / len(values)
+
+
+def _mean_extra(replicates: list[ResultRecord], path: tuple[str, ...]) -> float:
+    """The mean over seeds of a nested extras value (robustness at the chosen point); NaN if absent."""
+    values = []
+    for record in replicates:
+        value = record.extras
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is None:
+            return float("nan")
+        values.append(value)
+    return sum(values) / len(values)
 
 
 def group_of(record: ResultRecord) -> str:
@@ -113,6 +143,10 @@ def _row(key: tuple, replicates: list[ResultRecord]) -> dict:
     row[SD_COLUMN] = per_seed.std(ddof=1) if len(replicates) > 1 else float("nan")
     row["EM rep. before"] = sum(r.before.em_repeated for r in replicates) / len(replicates)
     row["EM rep. @0.05"] = sum(_em_within(r, PRIMARY_BUDGET) for r in replicates) / len(replicates)
+    row["PrivLeak @0.05"] = _mean_at_chosen(replicates, lambda p: p.privleak)
+    row["extracted@100 @0.05"] = _mean_at_chosen(replicates, lambda p: (p.extraction or {}).get("rate@100"))
+    row["recovered @5 relearn steps"] = _mean_extra(replicates, ("robustness", "relearning", "5", "recovered_share"))
+    row["forgetting @4 bits"] = _mean_extra(replicates, ("robustness", "quantization", "4", "forgetting"))
     row["method s"] = sum(r.timings.method_seconds for r in replicates) / len(replicates)
     training = replicates[0].method_type == "training"
     row["train s"] = sum(r.checkpoint.train_seconds for r in replicates) / len(replicates) if training else float("nan")

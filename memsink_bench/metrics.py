@@ -13,6 +13,8 @@ divided by that width (so 1.0 would be: the whole gap closed at no degradation).
 
 from __future__ import annotations
 
+import math
+
 from .evaluate import sequence_losses
 from .record import PerSequence, Point, State
 from .setting import Setting
@@ -30,26 +32,114 @@ DIRECTIONS = {
     "method_seconds": False,
     **{f"gap_closed@{b}": True for b in BUDGETS}, **{f"gap_closed_target@{b}": True for b in BUDGETS},
     "auc": True, "auc_target": True,
+    "mia_auroc": False, **{f"extraction_rate@{n}": False for n in (1, 10, 100)},
 }
+CLOSER_TO_ZERO = ("privleak",)       # neither higher nor lower: MUSE's PrivLeak is best at 0
 
 
-def measure_state(model, setting: Setting, scale_for=None, batch_size: int = 32) -> State:
+MIN_K_FRACTION = 0.2            # Min-K% and Min-K%++ (Shi et al. 2023; Zhang et al. 2024)
+SAMPLING_TOP_K = 40             # sampled extraction: softmax(logits / temperature) over the top-k
+SAMPLING_TEMPERATURE = 1.0
+SAMPLES_GRID = (1, 10, 100)     # the n of the (n, 0.5)-extraction rate
+
+
+def measure_state(model, setting: Setting, scale_for=None, batch_size: int = 32, attacks: bool = True) -> State:
     """Every per-state metric of one model (under an optional neuron scale), with the values of
-    each sequence kept for bootstraps and per-sequence metrics."""
+    each sequence kept for bootstraps and per-sequence metrics. With `attacks`, membership
+    inference (forget vs never-seen held-out sequences) and the sampled-extraction probability
+    come from the same teacher-forced logits, so they cost no extra forward pass."""
     pad = setting.tokenizer.pad_token_id
-    repeated = sequence_losses(model, setting.repeated, pad, batch_size, scale_for)
+    collected: dict[str, list] = {"repeated": [], "validation": []}
+
+    def collect(role):
+        if not attacks:
+            return None
+        from .extraction import attack_scores_from_logits
+        from .privacy import zlib_entropy
+
+        sequences = setting.repeated if role == "repeated" else membership_nonmembers(setting)
+        zlib_lengths = zlib_entropy(sequences, lambda ids: setting.tokenizer.decode(ids, skip_special_tokens=True))
+        start = [0]
+
+        def on_logits(batch, logits):
+            stop = start[0] + len(batch.ids)
+            collected[role].append(attack_scores_from_logits(
+                logits, batch, zlib_lengths[start[0]:stop], min_k_fraction=MIN_K_FRACTION,
+                top_k=SAMPLING_TOP_K, temperature=SAMPLING_TEMPERATURE))
+            start[0] = stop
+        return on_logits
+
+    repeated = sequence_losses(model, setting.repeated, pad, batch_size, scale_for, on_logits=collect("repeated"))
     validation = sequence_losses(model, setting.validation, pad, batch_size, scale_for)
     control = sequence_losses(model, setting.control, pad, batch_size, scale_for)
+    if attacks:
+        sequence_losses(model, membership_nonmembers(setting), pad, batch_size, scale_for,
+                        on_logits=collect("validation"))
     em_repeated, em_control = repeated.exact_match().summary(), control.exact_match().summary()
     per_sequence = PerSequence(repeated.whole.tolist(), repeated.target.tolist(), repeated.matched.tolist(),
                                control.whole.tolist(), control.target.tolist(), control.matched.tolist(),
-                               validation.whole.tolist()).compact()
+                               validation.whole.tolist())
+    mia_auroc = extraction = None
     rep, val, ctl = repeated.summary(), validation.summary(), control.summary()
+    finite = all(math.isfinite(v) for v in (rep["loss"], val["loss"]))     # a broken model is reported as such
+    if attacks and finite and collected["repeated"] and collected["validation"]:
+        mia_auroc, extraction = _attack_summaries(collected, per_sequence)
     return State(repeated_loss=rep["loss"], repeated_target_loss=rep["target_loss"], val_loss=val["loss"],
                  control_loss=ctl["loss"], control_target_loss=ctl["target_loss"],
                  em_repeated=em_repeated["exact_match"], em_repeated_full=em_repeated["exact_match_full"],
                  em_control=em_control["exact_match"], em_control_full=em_control["exact_match_full"],
-                 per_sequence=per_sequence)
+                 per_sequence=per_sequence.compact(), mia_auroc=mia_auroc, extraction=extraction)
+
+
+NONMEMBERS = 64                 # held-out sequences the membership attacks score against the forget set
+NONMEMBER_CANARY_SALT = 104729
+
+
+def membership_nonmembers(setting: Setting):
+    """Never-trained sequences shaped like the forget set: the first NONMEMBERS validation stories,
+    cut to the same story length and given fresh random canaries when the forget set carries
+    canaries (a canary-free story is far likelier than any canaried one, which would make the
+    attack read the canary, not membership). Deterministic in the setting's data seed."""
+    cached = getattr(setting, "_membership_nonmembers", None)
+    if cached is not None:
+        return cached
+    import torch
+
+    from .setting import SequenceSet
+
+    held = setting.validation.subset(range(min(NONMEMBERS, len(setting.validation))))
+    canary = setting.data.canary_length if setting.data is not None else 0
+    if canary:
+        room = 1 + setting.data.seq_len - 1 - canary               # BOS + the forget set's story room
+        generator = torch.Generator().manual_seed(setting.data.seed + NONMEMBER_CANARY_SALT)
+        tokens, spans = [], []
+        for seq in held.tokens:
+            story = seq[:room]
+            fresh = torch.randint(1, len(setting.tokenizer), (canary,), generator=generator).tolist()
+            tokens.append(story + fresh)
+            spans.append((len(story), len(story) + canary))
+        held = SequenceSet(tokens, list(held.ids), spans)
+    setting._membership_nonmembers = held
+    return held
+
+
+def _attack_summaries(collected: dict, per_sequence: PerSequence) -> tuple[dict, dict]:
+    """(attack -> AUROC of forget vs held-out, extraction rates); per-sequence values filled in."""
+    import torch
+
+    from .extraction import extraction_rate
+    from .privacy import HEADLINE_ATTACK, MembershipScores, membership_aurocs
+
+    members = MembershipScores.cat([scores for scores, _ in collected["repeated"]])
+    held_out = MembershipScores.cat([scores for scores, _ in collected["validation"]])
+    log_p_z = torch.cat([log_p for _, log_p in collected["repeated"]])
+    p_z = log_p_z.exp()
+    per_sequence.log_p_z = [max(v, -1e9) for v in log_p_z.tolist()]          # -inf: a target outside the top-k
+    per_sequence.mia_repeated = getattr(members, HEADLINE_ATTACK).tolist()
+    per_sequence.mia_validation = getattr(held_out, HEADLINE_ATTACK).tolist()
+    extraction = {f"rate@{n}": extraction_rate(p_z, n) for n in SAMPLES_GRID}
+    extraction["mean_p_z"] = float(p_z.mean())
+    return membership_aurocs(members, held_out), extraction
 
 
 def evaluate_state(model, setting: Setting, scale_for=None, batch_size: int = 32) -> dict[str, float]:
@@ -61,12 +151,14 @@ def _ratio(numerator: float, denominator: float) -> float | None:
     return numerator / denominator if abs(denominator) > 1e-9 else None
 
 
-def point_metrics(knob, after: State, before: State, norep: State) -> Point:
-    """One sweep point: `after` scored against the base state and the no-rep reference."""
+def point_metrics(knob, after: State, before: State, norep: State, never_seen: State | None = None) -> Point:
+    """One sweep point: `after` scored against the base state and the no-rep reference (and, for
+    PrivLeak, the never-seen model's membership AUROC)."""
     forgetting = after.repeated_loss - before.repeated_loss
     forgetting_target = after.repeated_target_loss - before.repeated_target_loss
     return Point(
-        **after.means(), per_sequence=after.per_sequence, knob=knob,
+        **after.means(), per_sequence=after.per_sequence, mia_auroc=after.mia_auroc, extraction=after.extraction,
+        knob=knob, privleak=privleak_of(after, never_seen),
         forgetting=forgetting,
         forgetting_target=forgetting_target,
         degradation=after.val_loss - before.val_loss,
@@ -74,6 +166,15 @@ def point_metrics(knob, after: State, before: State, norep: State) -> Point:
         gap_closed=_ratio(forgetting, norep.repeated_loss - before.repeated_loss),
         gap_closed_target=_ratio(forgetting_target, norep.repeated_target_loss - before.repeated_target_loss),
     )
+
+
+def privleak_of(state: State, never_seen: State | None) -> float | None:
+    """MUSE's PrivLeak of a state's headline attack against the never-seen model (None without one)."""
+    from .privacy import HEADLINE_ATTACK, privleak
+
+    if never_seen is None or not state.mia_auroc or not never_seen.mia_auroc:
+        return None
+    return privleak(state.mia_auroc[HEADLINE_ATTACK], never_seen.mia_auroc[HEADLINE_ATTACK])
 
 
 def best_point(points: list[Point], key: str, budget: float) -> Point | None:

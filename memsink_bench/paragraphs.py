@@ -289,7 +289,8 @@ def run_pretrained(*, method_spec: str, config: ParagraphsConfig, workdir: Path,
     before = measure_state(model, setting, batch_size=batch)
     bases = Bases(model, before, label, reference_state(before), f"control set of {label}",
                   CheckpointInfo(label, "pretrained", "model", config.model, 0.0),
-                  {"model_identity": model_identity(config), "forget_set_size": len(setting.repeated)})
+                  {"model_identity": model_identity(config), "forget_set_size": len(setting.repeated)},
+                  unedited=model)
     context = MethodContext(targets=setting.repeated, retain=setting.single, pad_id=_pad_id(tokenizer),
                             device=device, seed=seed, config=config, batch_size=min(16, batch))
     record = sweep_record(plan, bases, setting, context, progress, config={"paragraphs": config.to_dict()},

@@ -46,14 +46,20 @@ class PerSequence:
     control_target_loss: list[float]    # [n_control]
     em_control: list[int]               # [n_control]
     val_loss: list[float]               # [n_validation]
+    log_p_z: list[float] | None = None          # [n_repeated] log-probability one sample reproduces the target
+    mia_repeated: list[float] | None = None     # [n_repeated] headline membership score (higher = member)
+    mia_validation: list[float] | None = None   # [NONMEMBERS] the same on never-trained held-out sequences
 
     def compact(self) -> "PerSequence":
         def rounded(values):
             return [round(float(v), PER_SEQUENCE_DECIMALS) for v in values]
+        def optional(values):
+            return None if values is None else rounded(values)
         return PerSequence(rounded(self.repeated_loss), rounded(self.repeated_target_loss),
                            [int(v) for v in self.em_repeated], rounded(self.control_loss),
                            rounded(self.control_target_loss), [int(v) for v in self.em_control],
-                           rounded(self.val_loss))
+                           rounded(self.val_loss), optional(self.log_p_z), optional(self.mia_repeated),
+                           optional(self.mia_validation))
 
 
 @dataclass
@@ -70,9 +76,12 @@ class State:
     em_control: float
     em_control_full: float
     per_sequence: PerSequence | None = None
+    mia_auroc: dict[str, float] | None = None    # attack -> AUROC of forget vs never-seen held-out sequences
+    extraction: dict[str, float] | None = None   # rate@n for n samples (p = 0.5), mean_p_z
 
     def means(self) -> dict[str, float]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(State) if f.name != "per_sequence"}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(State)
+                if f.name not in ("per_sequence", "mia_auroc", "extraction")}
 
 
 @dataclass
@@ -86,6 +95,7 @@ class Point(State):
     control_degradation: float = 0.0      # control-set loss after - before
     gap_closed: float | None = None       # forgetting / (no-rep repeated loss - before)
     gap_closed_target: float | None = None
+    privleak: float | None = None         # MUSE's PrivLeak against the never-seen model (closer to 0 is better)
 
 
 @dataclass
@@ -148,6 +158,7 @@ class ResultRecord:
     timings: Timings
     directions: dict[str, str]     # metric name -> "higher" | "lower" (which is better)
     resources: dict[str, Any] = field(default_factory=dict)  # speed/memory knobs (schema 2; never identity)
+    never_seen: State | None = None        # the never-seen reference model's state (PrivLeak's reference)
     schema: int = SCHEMA
     path: Path | None = field(default=None, compare=False)    # where it was read from (not stored)
 
@@ -156,9 +167,15 @@ class ResultRecord:
     def to_dict(self) -> dict[str, Any]:
         raw = dataclasses.asdict(self)
         raw.pop("path")
-        for state in (raw["before"], raw["no_rep"], *raw["points"]):
-            if state.get("per_sequence") is None:
-                state.pop("per_sequence", None)
+        for state in (raw["before"], raw["no_rep"], *raw["points"], *([raw["never_seen"]] if raw["never_seen"] else [])):
+            for name in ("per_sequence", "mia_auroc", "extraction", "privleak"):
+                if name in state and state[name] is None:
+                    state.pop(name)
+            for name in ("log_p_z", "mia_repeated", "mia_validation"):
+                if state.get("per_sequence") and state["per_sequence"].get(name) is None:
+                    state["per_sequence"].pop(name)
+        if raw["never_seen"] is None:
+            raw.pop("never_seen")
         return raw
 
     def write(self, path: Path) -> None:
@@ -174,8 +191,10 @@ class ResultRecord:
         if not isinstance(raw, dict) or raw.get("schema") not in READABLE_SCHEMAS or not raw.get("points"):
             raise RecordError(f"not a memsink-bench result record (schema {list(READABLE_SCHEMAS)} with points)")
         try:
-            values = {f.name: raw[f.name] for f in dataclasses.fields(cls) if f.name not in ("path", "resources")}
+            values = {f.name: raw[f.name] for f in dataclasses.fields(cls)
+                      if f.name not in ("path", "resources", "never_seen")}
             values["resources"] = raw.get("resources", {})
+            values["never_seen"] = _state(State, raw["never_seen"]) if raw.get("never_seen") else None
             values.update(
                 checkpoint=CheckpointInfo(**raw["checkpoint"]), reference=Reference(**raw["reference"]),
                 seeds=Seeds(**raw["seeds"]), timings=Timings(**raw["timings"]),

@@ -227,3 +227,48 @@ def recovered_share(before_removal: float, after_removal: float, after_relearn: 
     denominator both change sign). None when removal changed nothing (no gap to recover)."""
     gap = after_removal - before_removal
     return (after_removal - after_relearn) / gap if abs(gap) > 1e-9 else None
+
+
+# --- at a run's chosen point --------------------------------------------------------------------
+
+QUANTIZATION_BITS = (8, 4)
+RELEARN_STEPS = (1, 5, 20)
+
+
+def robustness_at(edited: nn.Module, scale, unedited: nn.Module, never_seen: nn.Module | None, setting,
+                  lr: float, seed: int = 0) -> dict:
+    """Quantization and relearning robustness of one edited state (the run's chosen point).
+
+    quantization[bits]: the edited state's forgetting, gap closed and exact match after
+    round-to-nearest per-channel quantization, against the same quantization of the unedited model
+    (forgetting = quantized edited repeated loss - quantized unedited repeated loss).
+    relearning: fine-tune on half of the forget set for 1/5/20 steps at the training run's peak
+    learning rate (dropped neurons kept dropped); loss and exact match on the other half, the
+    recovered share of the removal's effect on that half, and the same fine-tuning from the
+    never-seen model (how fast a model that never memorized them learns them).
+    """
+    scale_for = (lambda ids: scale) if scale is not None else None
+    pad = setting.tokenizer.pad_token_id
+    out = {"quantization": {}, "relearning": {}}
+    for bits in QUANTIZATION_BITS:
+        edited_q = sequence_losses(quantize_weights(edited, bits), setting.repeated, pad, scale_for=scale_for)
+        base_q = sequence_losses(quantize_weights(unedited, bits), setting.repeated, pad)
+        out["quantization"][str(bits)] = {
+            "forgetting": edited_q.summary()["loss"] - base_q.summary()["loss"],
+            "em_repeated": edited_q.exact_match().summary()["exact_match"],
+            "em_repeated_unedited": base_q.exact_match().summary()["exact_match"]}
+    relearn_on, measure_on = relearning_split(setting.repeated, seed)
+    if len(relearn_on) == 0 or len(measure_on) == 0:
+        return out
+    memorizing = sequence_losses(unedited, measure_on, pad).summary()["loss"]
+    removed = sequence_losses(edited, measure_on, pad, scale_for=scale_for).summary()["loss"]
+    curve = relearn(edited, relearn_on, measure_on, pad, RELEARN_STEPS, lr, scale, seed)
+    reference = relearn(never_seen, relearn_on, measure_on, pad, RELEARN_STEPS, lr, None, seed) if never_seen else []
+    for index, point in enumerate(curve):
+        entry = {"loss": point.loss, "em": point.exact_match,
+                 "recovered_share": recovered_share(memorizing, removed, point.loss)}
+        if reference:
+            entry.update(never_seen_loss=reference[index].loss, never_seen_em=reference[index].exact_match)
+        out["relearning"][str(point.steps)] = entry
+    out["relearning_base"] = {"memorizing_loss": memorizing, "after_removal_loss": removed}
+    return out

@@ -23,10 +23,10 @@ from .checkpoints import (NOT_IN_KEY, evaluate_cached, get_checkpoint, git_commi
                           resolve_target, viewed_model)
 from .config import METHOD_SECTIONS, ExperimentConfig, data_dir, parse_override, typed_value
 from .errors import UserError, did_you_mean
-from .kinds import NO_REP, STANDARD
+from .kinds import NEVER_SEEN, NO_REP, STANDARD
 from .methods.base import MethodContext
 from .methods.registry import Entry, registry
-from .metrics import DIRECTIONS, measure_state, point_metrics, summarize_curve
+from .metrics import CLOSER_TO_ZERO, DIRECTIONS, measure_state, point_metrics, summarize_curve
 from .progress import progress
 from .record import IDENTITY_FORMAT, CheckpointInfo, Reference, ResultRecord, Seeds, State, Timings, record_path
 from .setting import Setting, setting_fingerprint
@@ -138,6 +138,10 @@ class Bases:
     reference_label: str
     checkpoint: CheckpointInfo
     extras: dict
+    never_seen: State | None = None   # a model that never saw the forget set (PrivLeak's reference)
+    never_seen_model: object = None   # ... and the model itself (relearning's reference)
+    unedited: object = None           # the memorizing model forgetting is measured from (robustness)
+    relearn_lr: float = 5e-5          # the training run's peak learning rate (pretrained: a fine-tuning rate)
 
 
 def checkpoint_bases(plan: RunPlan, config: ExperimentConfig, setting: Setting, workdir: Path, progress: bool,
@@ -147,17 +151,21 @@ def checkpoint_bases(plan: RunPlan, config: ExperimentConfig, setting: Setting, 
     target = resolve_target(plan.checkpoint_spec, workdir, setting, config, progress, device)
     norep = get_checkpoint(workdir, setting, NO_REP, config, progress=progress, device=device)
     reference = evaluate_cached(workdir, setting, norep, "model", norep.model)
+    unseen = get_checkpoint(workdir, setting, NEVER_SEEN, config, progress=progress, device=device)
+    never_seen = evaluate_cached(workdir, setting, unseen, "model", unseen.model)
     info = CheckpointInfo(target.label, target.checkpoint.kind, target.view, str(target.checkpoint.directory),
                           target.checkpoint.manifest["train_seconds"])
     replaced = plan.method.scored_against()
     if replaced is None:
         model = viewed_model(target, config)
         before = evaluate_cached(workdir, setting, target.checkpoint, target.view, model)
-        return Bases(model, before, target.label, reference, str(norep.directory), info, {})
+        return Bases(model, before, target.label, reference, str(norep.directory), info, {}, never_seen,
+                     unseen.model, model, config.train.lr)
     standard = get_checkpoint(workdir, setting, replaced, config, progress=progress, device=device)
     own_view = evaluate_cached(workdir, setting, target.checkpoint, "default", viewed_model(target, config))
     return Bases(target.checkpoint.model, evaluate_cached(workdir, setting, standard, "model", standard.model),
-                 replaced, reference, str(norep.directory), info, {"checkpoint_default_view": own_view.means()})
+                 replaced, reference, str(norep.directory), info, {"checkpoint_default_view": own_view.means()},
+                 never_seen, unseen.model, standard.model, config.train.lr)
 
 
 def run_method(*, method_spec: str, config: ExperimentConfig, setting: Setting, workdir: Path, results: Path,
@@ -195,7 +203,7 @@ def sweep_record(plan: RunPlan, bases: Bases, setting: Setting, context: MethodC
                  config: dict, preset: str, seeds: Seeds, started: float) -> ResultRecord:
     """Walk the method's sweep of states, score each against the bases, and build the record."""
     method, entry = plan.method, plan.entry
-    method_seconds, eval_seconds, points = 0.0, 0.0, []
+    method_seconds, eval_seconds, points, chosen = 0.0, 0.0, [], None
     bar = _progress(len(plan.grid), f"{entry.name} on {bases.checkpoint.label}", progress)
     states = iter(_call(entry, method.sweep_states, bases.model, context, plan.grid))
     while True:
@@ -208,11 +216,20 @@ def sweep_record(plan: RunPlan, bases: Bases, setting: Setting, context: MethodC
         clock = time.perf_counter()
         after = measure_state(state_model, setting, None if scale is None else (lambda ids, s=scale: s))
         _check_finite(after.means(), entry.name, knob)
-        points.append(point_metrics(knob, after, bases.before, bases.reference))
+        points.append(point_metrics(knob, after, bases.before, bases.reference, bases.never_seen))
+        if _better_within(points[-1], chosen[0] if chosen else None):
+            chosen = (points[-1], state_model, scale)          # the point robustness is measured at
         eval_seconds += time.perf_counter() - clock
         bar.update(1)
     bar.close()
     extras = {**bases.extras, **_call(entry, method.record_extras, bases.model, context)}
+    if chosen is not None and bases.unedited is not None:
+        from .robustness import robustness_at
+
+        clock = time.perf_counter()
+        extras["robustness"] = {"knob": chosen[0].knob, "relearn_lr": bases.relearn_lr, **robustness_at(
+            chosen[1], chosen[2], bases.unedited, bases.never_seen_model, setting, bases.relearn_lr, context.seed)}
+        extras["robustness_seconds"] = round(time.perf_counter() - clock, 3)
     return ResultRecord(
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         method=entry.name, method_type=method.method_type, method_source=entry.source,
@@ -223,7 +240,16 @@ def sweep_record(plan: RunPlan, bases: Bases, setting: Setting, context: MethodC
         versions=package_versions(), git_commit=git_commit(), before=bases.before, no_rep=bases.reference,
         points=points, summary=summarize_curve(points), extras=extras,
         timings=Timings(round(method_seconds, 3), round(eval_seconds, 3), round(time.perf_counter() - started, 3)),
-        directions={k: ("higher" if v else "lower") for k, v in DIRECTIONS.items()})
+        never_seen=bases.never_seen,
+        directions={**{k: ("higher" if v else "lower") for k, v in DIRECTIONS.items()},
+                    **{k: "closer to 0" for k in CLOSER_TO_ZERO}})
+
+
+def _better_within(point, best, budget: float = 0.05) -> bool:
+    """Is `point` the new best gap closed within the primary budget (the protocol's chosen point)?"""
+    if point.gap_closed is None or point.degradation > budget:
+        return False
+    return best is None or point.gap_closed > best.gap_closed
 
 
 def _call(entry: Entry, function, *args):

@@ -10,10 +10,12 @@ from ..errors import UserError, did_you_mean
 from .base import Kind, View, ViewFn
 from .gradient_masked import GradientMasked, memorization_block
 from .memsinks import MemSinks
+from .never_seen import NeverSeen
 from .standard import Standard, StandardNoRep
 
 STANDARD = Standard.name        # what post-hoc methods edit by default; training-time kinds replace it
 NO_REP = StandardNoRep.name     # the dedup reference every gap closed is measured against
+NEVER_SEEN = NeverSeen.name     # the reference membership inference (PrivLeak) is measured against
 
 KINDS: dict[str, Kind] = {}
 
@@ -26,7 +28,7 @@ def register_kind(kind: Kind) -> Kind:
     return kind
 
 
-for _kind in (Standard(), StandardNoRep(), GradientMasked(), MemSinks()):
+for _kind in (Standard(), StandardNoRep(), NeverSeen(), GradientMasked(), MemSinks()):
     register_kind(_kind)
 
 
@@ -44,5 +46,5 @@ def views(kind: str, config, d_mlp: int) -> dict[str, View]:
     return get_kind(kind).views(config, d_mlp)
 
 
-__all__ = ["Kind", "View", "ViewFn", "KINDS", "STANDARD", "NO_REP", "register_kind", "get_kind", "check_kind",
+__all__ = ["Kind", "View", "ViewFn", "KINDS", "STANDARD", "NO_REP", "NEVER_SEEN", "register_kind", "get_kind", "check_kind",
            "views", "memorization_block"]

@@ -48,6 +48,13 @@ def test_run_writes_one_complete_record_and_reuses_it(cli):
                 "timings", "directions", "summary", "before", "no_rep"):
         assert key in record
     assert record["directions"]["degradation"] == "lower" and record["directions"]["forgetting"] == "higher"
+    # membership inference and sampled extraction per state, PrivLeak against the never-seen model
+    assert set(record["before"]["mia_auroc"]) == {"loss", "zlib", "min_k", "min_k_plus_plus"}
+    assert set(record["before"]["extraction"]) == {"rate@1", "rate@10", "rate@100", "mean_p_z"}
+    assert record["directions"]["privleak"] == "closer to 0" and record["directions"]["mia_auroc"] == "lower"
+    assert record["never_seen"]["mia_auroc"]["loss"] < record["before"]["mia_auroc"]["loss"]
+    assert all(-1 <= p["privleak"] for p in record["points"])
+    assert len(record["before"]["per_sequence"]["log_p_z"]) == len(record["before"]["per_sequence"]["repeated_loss"])
     assert "gap closed @0.05" in out
     mtime = path.stat().st_mtime_ns
     code, _, err = cli("run", "--method", "random-neurons", *SMOKE, "--set", "sweep.ratios=[0.05,0.2]")

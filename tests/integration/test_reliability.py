@@ -34,7 +34,7 @@ from memsink_bench.cli import main
 SMOKE = ["--setting", "ts-canary", "--preset", "smoke", "--quiet"]
 FAST = [*SMOKE, "--set", "train.epochs=1"]
 RUN = ["run", "--method", "random-neurons", *FAST, "--set", "sweep.ratios=[0.1]"]
-CHECKPOINT_NAME = re.compile(r"(standard|standard-no-rep|memsinks|gradient-masked)-[0-9a-f]{16}")
+CHECKPOINT_NAME = re.compile(r"(standard|standard-no-rep|never-seen|memsinks|gradient-masked)-[0-9a-f]{16}")
 
 
 def env(workdir: Path) -> dict:
@@ -219,7 +219,7 @@ def test_crash_while_saving_a_checkpoint_or_writing_a_record_leaves_nothing_part
                              capture_output=True, text=True, timeout=600)
     assert crashed.returncode == 17, crashed.stderr
     visible_checkpoints_are_complete()                      # the checkpoint was redone, completely
-    assert {row["kind"] for row in list_checkpoints(workdir)} == {"standard", "standard-no-rep"}
+    assert {row["kind"] for row in list_checkpoints(workdir)} == {"standard", "standard-no-rep", "never-seen"}
     assert not list((workdir / "checkpoints" / "ts-canary").glob(".tmp-*"))   # leftovers removed on redo
     assert records(results) == [] and load_records(results) == []
     assert list((results / "records").glob("*/.tmp-*"))      # the crash really was mid-write
@@ -292,7 +292,7 @@ def test_concurrent_runs_build_and_train_once_and_records_land_whole(tmp_path):
     def check_batch(done, results):
         assert [d.returncode for d in done] == [0] * 4, [d.stderr[-2000:] for d in done]
         names = sorted(p.name for p in (workdir / "checkpoints" / "ts-canary").iterdir())
-        assert all(CHECKPOINT_NAME.fullmatch(n) for n in names) and len(names) == 2, names   # no leftovers
+        assert all(CHECKPOINT_NAME.fullmatch(n) for n in names) and len(names) == 3, names   # standard, no-rep, never-seen; no leftovers
         assert sorted(p.name for p in (workdir / "runs" / "ts-canary").iterdir()) == names
         assert len(list((workdir / "settings").iterdir())) == 1
         manifests = {n: json.loads((workdir / "checkpoints" / "ts-canary" / n / "manifest.json").read_text())

@@ -11,7 +11,7 @@ from memsink_bench.config import load_config
 from memsink_bench.errors import UserError
 from memsink_bench.train import train
 
-KINDS = ["standard", "standard-no-rep", "gradient-masked", "memsinks"]
+KINDS = ["standard", "standard-no-rep", "never-seen", "gradient-masked", "memsinks"]
 
 
 @pytest.fixture(scope="module")
