@@ -11,3 +11,5 @@ echo; echo "## integrated gradients (batched exact vs literal loop and captum)";
 echo; echo "## hard-concrete and sparse-ft steps vs the plain loops"; python benchmarks/bench_methods.py
 echo; echo "## tradeoff points and end to end"; python benchmarks/bench_end_to_end.py
 echo; echo "## the whole cpu leaderboard from nothing"; python benchmarks/bench_leaderboard.py
+echo; echo "## sweeps: parallel workers vs threads, engine overhead"; python benchmarks/bench_sweep.py
+echo; echo "## membership inference and extraction per state"; python benchmarks/bench_metrics.py

@@ -250,11 +250,15 @@ def train(setting: Setting, kind: str, config: ExperimentConfig, run_dir: Path, 
     """
     from accelerate import Accelerator
 
+    from . import tracking
+
     device = select_device(config.train.device)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
-    accelerator = Accelerator(cpu=device.type == "cpu")
+    accelerator = Accelerator(cpu=device.type == "cpu", log_with=tracking.trackers(
+        config.train.log_with, run_dir / "tracking", f"{setting.name}/{run_dir.name}"))
     run_dir.mkdir(parents=True, exist_ok=True)
+    tracking.start(accelerator, config.to_dict())
     pad_id = setting.tokenizer.pad_token_id
     model = build_model(config.model, setting.vocab_size, config.data.seq_len, config.train.seed)
     _, d_mlp = mlp_shape(model)
@@ -305,6 +309,7 @@ def train(setting: Setting, kind: str, config: ExperimentConfig, run_dir: Path, 
                 bar.set_postfix(val=f"{record['val_loss']:.3f}", rep=f"{record['repeated_loss']:.3f}")
                 if main_process:
                     log.write(record)
+                    accelerator.log(tracking.scalars(record), step=step)
                     if step < plan.total:
                         save_snapshot(run_dir, inner, optimizer, step)
                 forward.train()
@@ -313,6 +318,7 @@ def train(setting: Setting, kind: str, config: ExperimentConfig, run_dir: Path, 
         if router is not None:                  # patches come off in reverse order
             router.remove()
         scaler.remove()
+        tracking.finish(accelerator)
     records = log.records() if main_process else []
     final = records[-1] if records and records[-1]["step"] == plan.total else {}
     return TrainResult(inner, optimizer.state_dict(), records, final,

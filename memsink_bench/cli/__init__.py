@@ -20,6 +20,7 @@ COMMANDS = {
     "analyze": ".analyze",
     "plot": ".plot",
     "report": ".report",
+    "sweep": "memsink_bench.sweep.command",
     "ls": ".ls",
 }
 
@@ -29,6 +30,7 @@ EXAMPLES = """examples:
   memsink-bench run --method ig --setting ts-canary
   memsink-bench run --method hard-concrete --setting ts-repetition --checkpoint memsinks
   memsink-bench leaderboard --format md
+  memsink-bench sweep run sweeps/reproduction.yaml --engine ray
   memsink-bench ls settings | kinds | checkpoints | methods
 """
 
