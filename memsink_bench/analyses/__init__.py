@@ -3,9 +3,12 @@ the rare-token attention head, the per-layer gradient signature, and prefix-toke
 
 Each analysis is a module with `NAME`, `TITLE`, `run(model, setting, ...) -> (DataFrame, summary)`
 and `figure(frame, summary) -> matplotlib Figure`. `run` compares memorized (repeated) with
-non-memorized (control) sequences; `store` writes its raw output under
-`results/analyses/<setting>-<preset>/<checkpoint>/<name>.json`, from which tables and figures are
-redrawn without recomputing anything.
+non-memorized (control) sequences (a pretrained model's memorized paragraphs, its forget set,
+against its control set); `store` writes its raw output under
+`results/analyses/<setting>-<preset>/<checkpoint>/<name>.json` (`paragraphs-<model>/pretrained/`
+for a pretrained model), from which tables and figures are redrawn without recomputing anything.
+Every architecture with an attention layout (`attention.LAYOUTS`: GPT-2, GPT-Neo, GPT-NeoX,
+Llama-style) is analyzed the same way.
 """
 
 from __future__ import annotations

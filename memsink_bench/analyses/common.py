@@ -28,49 +28,82 @@ def sequence_groups(setting, max_sequences: int | None = None) -> dict[str, Sequ
 
 
 def pad_id_of(setting) -> int:
-    return setting.tokenizer.pad_token_id
+    pad = setting.tokenizer.pad_token_id
+    return 0 if pad is None else pad
 
 
 def model_device(model) -> torch.device:
     return next(model.parameters()).device
 
 
-def require_gpt2(model, analysis: str) -> None:
-    if getattr(model.config, "model_type", None) != "gpt2":
-        raise UserError(f"the {analysis} analysis reads GPT-2 attention weights, not "
-                        f"'{getattr(model.config, 'model_type', None)}'", "analyze a GPT-2 checkpoint")
+# model_type -> (the architecture transformer-lens translates, its weight converter's name)
+HOOKED_ARCHITECTURES = {
+    "gpt2": ("GPT2LMHeadModel", "convert_gpt2_weights"),
+    "gpt_neo": ("GPTNeoForCausalLM", "convert_neo_weights"),
+    "gpt_neox": ("GPTNeoXForCausalLM", "convert_neox_weights"),
+    "llama": ("LlamaForCausalLM", "convert_llama_weights"),
+    "mistral": ("MistralForCausalLM", "convert_mistral_weights"),
+    "qwen2": ("Qwen2ForCausalLM", "convert_qwen2_weights"),
+}
 
 
 def as_hooked(model):
-    """The HF model as a transformer-lens HookedTransformer (same weights, same logits).
+    """The HF model as a transformer-lens HookedTransformer (same weights, same logits), offline.
 
-    GPT-2 is converted here from its HF config: `models.to_hooked_transformer` goes through
-    transformer-lens' `convert_hf_model_config`, which (transformer-lens 3.9, transformers 5)
-    rejects an unnamed model (hub-name lookup) and a checkpoint directory (GPT2Config has no
-    `n_ctx`). Other architectures go through `models.to_hooked_transformer`.
+    GPT-2 is converted from its HF config by `models._tl_config_from_hf` (transformer-lens 3.9
+    with transformers 5 rejects GPT2Config, which has no `n_ctx`). Every other architecture goes
+    through transformer-lens' own config translation, handed the model's config as a local
+    directory: given a name it would look the model up on the hub, and given nothing (a model
+    built from a config, or a non-official hub id) it gives up.
     """
-    from ..models import to_hooked_transformer
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        if getattr(model.config, "model_type", None) == "gpt2":
-            return _gpt2_hooked(model)
-        return to_hooked_transformer(model, model_device(model))
-
-
-def _gpt2_hooked(model):
     from transformer_lens import HookedTransformer, HookedTransformerConfig
     from transformer_lens import loading_from_pretrained as loading
 
+    model_type = getattr(model.config, "model_type", None)
+    if model_type not in HOOKED_ARCHITECTURES:
+        raise UserError(f"cannot convert model type '{model_type}' to transformer-lens",
+                        f"analyze a model of type {', '.join(sorted(HOOKED_ARCHITECTURES))}")
+    architecture, converter = HOOKED_ARCHITECTURES[model_type]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        fields = _gpt2_fields(model) if model_type == "gpt2" else _translated_fields(model, architecture)
+        fields = {k: v for k, v in fields.items() if k in HookedTransformerConfig.__dataclass_fields__}
+        fields.update(device=str(model_device(model)), dtype=next(model.parameters()).dtype, tokenizer_name=None)
+        cfg = HookedTransformerConfig(**fields)
+        hooked = HookedTransformer(cfg)
+        hooked.load_state_dict(getattr(loading, converter)(model, cfg), strict=False)
+    return hooked.eval()
+
+
+def _gpt2_fields(model) -> dict:
     from ..models import _tl_config_from_hf
 
-    require_gpt2(model, "transformer-lens")
-    fields = _tl_config_from_hf(model.config, "GPT2LMHeadModel")
-    fields.update(device=str(model_device(model)), dtype=next(model.parameters()).dtype)
-    cfg = HookedTransformerConfig(**fields)
-    hooked = HookedTransformer(cfg)
-    hooked.load_state_dict(loading.convert_gpt2_weights(model, cfg), strict=False)
-    return hooked.eval()
+    return _tl_config_from_hf(model.config, "GPT2LMHeadModel")
+
+
+def _translated_fields(model, architecture: str) -> dict:
+    """transformer-lens' HookedTransformerConfig fields for the model's HF config, read from a
+    temporary directory holding only that config (its name decides nothing: it is a path).
+    d_mlp is the model's own: transformer-lens 3.9 takes 4 * d_model for GPT-Neo whatever its
+    `intermediate_size`."""
+    import copy
+    import tempfile
+
+    from transformer_lens import loading_from_pretrained as loading
+
+    from ..models import mlp_shape
+
+    config = copy.deepcopy(model.config)
+    config.architectures = [architecture]
+    with tempfile.TemporaryDirectory(prefix="hf-config-") as directory:
+        config.save_pretrained(directory)
+        try:
+            fields = loading.convert_hf_model_config(directory)
+        except (TypeError, ValueError, AttributeError, KeyError, NotImplementedError) as error:
+            raise UserError(f"transformer-lens cannot translate this {architecture} config "
+                            f"({type(error).__name__}: {str(error).splitlines()[0][:120]})",
+                            "analyze a model whose config transformer-lens 3.x supports") from None
+    return {**fields, "d_mlp": mlp_shape(model)[1]}
 
 
 def plain(value):

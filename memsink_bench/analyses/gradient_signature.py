@@ -7,56 +7,71 @@ respect to every attention and MLP weight matrix (biases, embeddings and unembed
 as in their sparse fine-tuning), the max |grad| in each (layer, component), and average that
 over the sequences of a group.
 
-GPT-2 packs the query, key and value projections in one Conv1D `attn.c_attn` whose weight is
-[d_model, 3 * d_model] (input dim first): columns [0, d), [d, 2d), [2d, 3d) are Q, K and V.
+The weights come from the architecture-neutral layouts: `attention.attention_blocks` (Q, K and V
+unpacked from GPT-2's [Q|K|V] columns, GPT-NeoX's per-head rows, or separate projections; with
+grouped-query attention K and V are the n_kv_heads shared ones) and `models.mlp_layout` ("MLP in"
+is every up-projection: c_fc, dense_h_to_4h, or a gated MLP's gate_proj and up_proj together).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
 from ..evaluate import collate, token_nll
-from .common import GROUPS, model_device, pad_id_of, plain, require_gpt2, sequence_groups
+from .attention import AttentionBlock, attention_blocks, unpack_qkv
+from .common import GROUPS, model_device, pad_id_of, plain, sequence_groups
 
 NAME = "gradient-signature"
 TITLE = "Per-layer gradient signature"
 COMPONENTS = ("attn Q", "attn K", "attn V", "attn O", "MLP in", "MLP out")
 
 
-def split_qkv(packed: torch.Tensor, d_model: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """GPT-2 c_attn weight (or its gradient) [d_model, 3*d_model] -> Q, K, V, each [d_model, d_model]."""
-    if packed.shape[-1] != 3 * d_model:
-        raise ValueError(f"c_attn weight has {packed.shape[-1]} output columns, expected 3 * {d_model}")
-    return tuple(packed.split(d_model, dim=-1))
+@dataclass
+class LayerWeights:
+    """The weight matrices of one layer whose gradients make its row of the signature."""
+
+    attention: AttentionBlock             # Q/K/V projection(s) and the output projection
+    mlp_in: list[torch.nn.Parameter]      # every up-projection (2 for a gated MLP)
+    mlp_out: torch.nn.Parameter
+
+    def matrices(self) -> list[torch.nn.Parameter]:
+        return [*self.attention.qkv_weights, self.attention.output.weight, *self.mlp_in, self.mlp_out]
+
+    def max_abs(self, grads: list[torch.Tensor]) -> list[float]:
+        """The gradients of `matrices()` (same order) -> max |grad| per component (COMPONENTS order)."""
+        packed = len(self.attention.qkv)
+        q, k, v = unpack_qkv(self.attention, grads[:packed])
+        out, mlp_in, mlp_out = grads[packed], grads[packed + 1:-1], grads[-1]
+        return ([float(part.abs().max()) for part in (q, k, v, out)]
+                + [max(float(g.abs().max()) for g in mlp_in), float(mlp_out.abs().max())])
 
 
-def layer_weights(model) -> list[torch.nn.Parameter]:
-    """Per layer: c_attn (packed Q,K,V), attn c_proj (O), mlp c_fc (in), mlp c_proj (out)."""
-    found = []
-    for block in model.transformer.h:
-        found += [block.attn.c_attn.weight, block.attn.c_proj.weight, block.mlp.c_fc.weight,
-                  block.mlp.c_proj.weight]
-    return found
+def layer_weights(model) -> list[LayerWeights]:
+    """Per layer: Q/K/V projection weight(s), attention output, MLP up-projection(s), MLP down."""
+    from ..models import mlp_layout
+
+    return [LayerWeights(block, [m.weight for m in mlp.up], mlp.down.weight)
+            for block, mlp in zip(attention_blocks(model, f"the {NAME} analysis"), mlp_layout(model))]
 
 
 def max_abs_gradients(model, tokens: list[int], pad_id: int) -> np.ndarray:
     """[layers, 6] max |d NLL / d W| of one sequence per layer and component (COMPONENTS order)."""
-    weights = layer_weights(model)
+    layers = layer_weights(model)
+    sizes = [len(layer.matrices()) for layer in layers]
+    weights = [w for layer in layers for w in layer.matrices()]
     batch = collate([tokens], [0], [(1, len(tokens))], pad_id).to(model_device(model))
     with torch.enable_grad():
         nll = token_nll(model, batch)
         loss = nll.sum() / (batch.labels != -100).sum().clamp_min(1)
         grads = torch.autograd.grad(loss, weights, allow_unused=True)
     grads = [torch.zeros_like(w) if g is None else g for w, g in zip(weights, grads)]
-    d_model = model.config.n_embd
-    rows = []
-    for layer in range(len(weights) // 4):
-        packed, out, mlp_in, mlp_out = grads[4 * layer:4 * layer + 4]
-        parts = (*split_qkv(packed, d_model), out, mlp_in, mlp_out)
-        rows.append([float(part.abs().max()) for part in parts])
-    return np.asarray(rows)
+    starts = np.cumsum([0, *sizes])
+    return np.asarray([layer.max_abs(grads[first:first + size])
+                       for layer, first, size in zip(layers, starts, sizes)])
 
 
 def group_signature(model, sequences, pad_id: int) -> np.ndarray:
@@ -67,7 +82,7 @@ def group_signature(model, sequences, pad_id: int) -> np.ndarray:
 def run(model, setting, *, max_sequences: int | None = None) -> tuple[pd.DataFrame, dict]:
     """Rows: group x layer x component with the mean (and standard error) over sequences of
     max |grad|; summary: per layer, memorized / non-memorized ratio of the component mean."""
-    require_gpt2(model, NAME)
+    layer_weights(model)                     # an unknown architecture fails before any work
     was_training = model.training
     model.eval()
     rows, means = [], {}

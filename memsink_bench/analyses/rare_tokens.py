@@ -4,14 +4,21 @@ Why: Stoehr et al. found one low-layer head (GPT-Neo-125M L1H2, Kendall tau ~ -0
 attention from the first decoded position goes to the prefix's rarest tokens, and proposed that
 the model looks paragraphs up by a "bag of rare words". This module finds the head most tied
 to rare tokens, separately for memorized and non-memorized sequences, and measures how much
-exact match on the memorized sequences depends on it (by zeroing its output).
+exact match on the memorized sequences depends on it (by zeroing its output). The attention
+patterns are read from the transformer-lens view of the model (`common.as_hooked`); the head
+is ablated on the HF model through the architecture-neutral layout (`attention.ablated_head`).
 
 Definitions (recorded in the output):
-- unigram frequency: token counts over the setting's training data, each repeated sequence
-  counted `data.repetitions` times, each single sequence once;
-- prefix keys: positions 1..start-1 of a sequence whose target span starts at `start` (BOS, an
-  attention sink with no frequency meaning, is left out); the query is position start-1, the
-  one that predicts the first target token;
+- unigram frequency: token counts over a corpus file the user gives (`frequencies=FILE`, .txt /
+  .jsonl / .parquet, tokenized with the setting's tokenizer), or else over the setting's own
+  sequences: for a task setting its training data, each repeated sequence counted
+  `data.repetitions` times and each single sequence once; for a pretrained model's paragraphs
+  (which have no known training data) every sequence of the setting once (forget, retain,
+  control and validation sets). `summary.frequencies` says which was used;
+- prefix keys: positions 1..start-1 of a sequence whose target span starts at `start` (position
+  0, BOS in a task setting and a paragraph's first token otherwise, is an attention sink with no
+  frequency meaning and is left out); the query is position start-1, the one that predicts the
+  first target token;
 - dense frequency rank of each prefix token (0 = rarest, ties share a rank);
 - per head: Kendall tau / Spearman between frequency and attention, within each sequence and
   averaged over sequences (`tau`, `spearman`; the head ranking uses `tau`), and the same between
@@ -20,16 +27,19 @@ Definitions (recorded in the output):
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from scipy import stats
 
+from ..errors import UserError
 from ..evaluate import collate, exact_match
-from .common import as_hooked, pad_id_of, plain, require_gpt2, sequence_groups
+from .attention import ablated_head, attention_blocks
+from .common import as_hooked, pad_id_of, plain, sequence_groups
 
 NAME = "rare-tokens"
 TITLE = "Rare-token attention heads"
@@ -38,12 +48,57 @@ TITLE = "Rare-token attention heads"
 # --- frequencies and ranks -------------------------------------------------------------------
 
 def unigram_frequencies(setting, vocab_size: int) -> np.ndarray:
-    """[vocab] training-corpus token counts (repeated sequences weighted by their repetitions)."""
+    """[vocab] token counts over the setting's sequences: a task setting's training data
+    (repeated sequences weighted by their repetitions), or every sequence of a pretrained
+    model's paragraph setting once."""
     counts = np.zeros(vocab_size, dtype=np.int64)
-    for weight, sequences in ((1, setting.single), (setting.data.repetitions, setting.repeated)):
+    if setting.data is None:
+        weighted = [(1, s) for s in (setting.repeated, setting.single, setting.control, setting.validation)]
+    else:
+        weighted = ((1, setting.single), (setting.data.repetitions, setting.repeated))
+    for weight, sequences in weighted:
         for tokens in sequences.tokens:
             counts += weight * np.bincount(tokens, minlength=vocab_size)[:vocab_size]
     return counts
+
+
+def corpus_frequencies(documents: list[str], tokenizer, vocab_size: int, chunk: int = 1024) -> np.ndarray:
+    """[vocab] token counts of documents tokenized without special tokens (ids beyond the model's
+    vocabulary are not counted), `chunk` documents at a time."""
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for first in range(0, len(documents), chunk):
+        for ids in tokenizer(documents[first:first + chunk], add_special_tokens=False)["input_ids"]:
+            ids = np.asarray(ids, dtype=np.int64)
+            counts += np.bincount(ids[ids < vocab_size], minlength=vocab_size)
+    return counts
+
+
+def frequency_file(path: str | Path) -> Path:
+    """The corpus file to count frequencies in, checked before anything is computed."""
+    path = Path(path)
+    if not path.is_file() or path.suffix.lower() not in (".txt", ".jsonl", ".parquet"):
+        raise UserError(f"--frequencies {path} is not an existing .txt, .jsonl or .parquet file",
+                        "give a corpus file of text (one document per line, or a `text` field / column)")
+    return path
+
+
+def token_frequencies(setting, vocab_size: int, corpus: str | Path | None = None) -> tuple[np.ndarray, dict]:
+    """([vocab] counts, where they came from): the corpus file when given, else the setting's own
+    sequences (`unigram_frequencies`)."""
+    if corpus is None:
+        counts = unigram_frequencies(setting, vocab_size)
+        source = "setting sequences" if setting.data is None else "setting training data"
+        return counts, {"source": source, "tokens": int(counts.sum())}
+    from ..corpus.sources import read_document_file
+
+    path = frequency_file(corpus)
+    documents = [d for d in read_document_file(path) if d and d.strip()]
+    counts = corpus_frequencies(documents, setting.tokenizer, vocab_size)
+    if not counts.sum():
+        raise UserError(f"--frequencies {path} holds no text the model's tokenizer turns into tokens",
+                        "give a corpus file with text in it, or leave --frequencies out to count the setting's sequences")
+    return counts, {"source": "file", "path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                    "documents": len(documents), "tokens": int(counts.sum())}
 
 
 def dense_frequency_ranks(tokens, frequencies: np.ndarray) -> np.ndarray:
@@ -142,25 +197,6 @@ def most_rare_tied(frame: pd.DataFrame) -> dict:
 
 # --- ablation --------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def ablated_head(model, layer: int, head: int):
-    """Zero one GPT-2 head's output (its slice of the merged heads entering attn.c_proj), which is
-    transformer-lens' `blocks.{layer}.attn.hook_z[:, :, head] = 0` on the HF model."""
-    attention = model.transformer.h[layer].attn
-    width = attention.head_dim
-
-    def zero_head(module, args):
-        merged = args[0].clone()
-        merged[..., head * width:(head + 1) * width] = 0
-        return (merged, *args[1:])
-
-    handle = attention.c_proj.register_forward_pre_hook(zero_head)
-    try:
-        yield model
-    finally:
-        handle.remove()
-
-
 def ablation_effect(model, sequences, layer: int, head: int, batch_size: int = 32) -> dict:
     """Exact match (tokens matched before the first mismatch) with and without the head."""
     before = exact_match(model, sequences, batch_size).summary()["exact_match"]
@@ -182,20 +218,22 @@ def analyze_group(hooked, sequences, frequencies: np.ndarray, pad_id: int, batch
 
 
 def run(model, setting, *, hooked=None, max_sequences: int | None = None, ablate: bool = True,
-        batch_size: int = 16) -> tuple[pd.DataFrame, dict]:
+        batch_size: int = 16, frequencies: str | Path | None = None) -> tuple[pd.DataFrame, dict]:
     """Rows: group x layer x head with the correlations above; summary: the most rare-tied head
     per group, attention-by-rank profiles for the heatmap, and the ablation of the memorized
     group's head (exact-match drop on memorized and non-memorized sequences).
-    `hooked`: a HookedTransformer of `model` (converted here when not given)."""
-    require_gpt2(model, NAME)
+    `hooked`: a HookedTransformer of `model` (converted here when not given); `frequencies`: a
+    corpus file to count unigram frequencies in (else the setting's sequences)."""
+    attention_blocks(model, f"the {NAME} analysis")      # an unknown architecture fails before any work
     model.eval()
-    hooked = hooked if hooked is not None else as_hooked(model)
-    frequencies = unigram_frequencies(setting, hooked.cfg.d_vocab)
     groups = sequence_groups(setting, max_sequences)
+    hooked = hooked if hooked is not None else as_hooked(model)
+    counts, source = token_frequencies(setting, hooked.cfg.d_vocab, frequencies)
     frames, summary = [], {"definition": "tau: mean within-sequence Kendall tau(frequency, attention "
-                                         "from query start-1 to prefix tokens 1..start-1)", "groups": {}}
+                                         "from query start-1 to prefix tokens 1..start-1)", "groups": {},
+                           "frequencies": source}
     for group, sequences in groups.items():
-        table, summary["groups"][group] = analyze_group(hooked, sequences, frequencies, pad_id_of(setting), batch_size)
+        table, summary["groups"][group] = analyze_group(hooked, sequences, counts, pad_id_of(setting), batch_size)
         frames.append(table.assign(group=group))
     if ablate:
         top = summary["groups"]["memorized"]["top_head"]

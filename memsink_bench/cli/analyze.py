@@ -1,10 +1,11 @@
-"""`memsink-bench analyze`: a mechanistic analysis of one checkpoint."""
+"""`memsink-bench analyze`: a mechanistic analysis of one checkpoint, or of a pretrained model."""
 
 from __future__ import annotations
 
 import sys
 from argparse import RawDescriptionHelpFormatter
 
+from ..errors import UserError
 from .options import prepare, results_option, setting_options
 
 
@@ -18,49 +19,101 @@ def register(sub) -> None:
                "  memsink-bench analyze rare-tokens --setting ts-repetition\n"
                "  memsink-bench analyze gradient-signature --setting ts-canary --checkpoint memsinks:drop\n"
                "  memsink-bench analyze prefix-perturbation --setting ts-repetition --max-sequences 16 --seed 1\n"
-               "writes results/analyses/<setting>-<preset>/<checkpoint>/<analysis>.{json,csv,md,pdf,png};\n"
-               "memorized = the repeated sequences, non-memorized = the control set")
+               "  memsink-bench analyze rare-tokens --model EleutherAI/gpt-neo-125m --paragraphs paragraphs.jsonl "
+               "--frequencies wiki.txt\n"
+               "writes results/analyses/<setting>-<preset>/<checkpoint>/<analysis>.{json,csv,md,pdf,png}\n"
+               "(a pretrained model: results/analyses/paragraphs-<model>/pretrained/...);\n"
+               "memorized = the repeated sequences (a pretrained model: its memorized paragraphs, the forget set),\n"
+               "non-memorized = the control set")
     analyze.add_argument("analysis", choices=sorted(ANALYSES))
-    setting_options(analyze)
-    analyze.add_argument("--checkpoint", default="standard",
+    setting_options(analyze, setting_required=False)
+    analyze.add_argument("--checkpoint", default=None,
                          help="KIND[:VIEW] (trained if missing) or a checkpoint directory; default: standard")
     analyze.add_argument("--max-sequences", type=int, default=None, help="analyze only the first N sequences of each group")
     analyze.add_argument("--seed", type=int, default=0, help="seed of the random replacement tokens (prefix-perturbation)")
+    analyze.add_argument("--frequencies", default=None, metavar="FILE",
+                         help="rare-tokens: count unigram frequencies in this corpus (.txt one document per line, "
+                              ".jsonl `text`, .parquet `text`); default: the setting's own sequences")
     results_option(analyze)
+    own = analyze.add_argument_group("your own model and text (instead of --setting)")
+    own.add_argument("--model", default=None, help="a pretrained HF causal LM: local directory or hub id")
+    own.add_argument("--paragraphs", default=None,
+                     help="candidate paragraphs (.txt one per line, .jsonl `text`, .parquet `text`)")
+    own.add_argument("--heldout", default=None, help="held-out text (the setting's validation set; default: unused paragraphs)")
 
 
 def handle(args) -> int:
-    import inspect
-
     from ..analyses import load_analysis
     from ..analyses.store import analysis_path, render_analysis, write_analysis
-    from ..models import select_device
-    from ..checkpoints import resolve_target, viewed_model
     from ..storage import check_writable
 
+    if (args.model is None) == (args.setting is None) or (args.model is None) != (args.paragraphs is None):
+        raise UserError("give either --setting, or --model with --paragraphs",
+                        "e.g. --setting ts-canary, or --model DIR_OR_HUB_ID --paragraphs FILE")
     module = load_analysis(args.analysis)
+    parameters = _parameters(args, module)
     check_writable(args.results, "--results")
-    config, setting = prepare(args)
-    device = select_device(config.train.device)
-    target = resolve_target(args.checkpoint, args.workdir, setting, config, not args.quiet, device)
-    model = viewed_model(target, config)
-    accepted = inspect.signature(module.run).parameters
-    parameters = {k: v for k, v in (("max_sequences", args.max_sequences), ("seed", args.seed)) if k in accepted}
+    model, setting, where, provenance = _pretrained(args) if args.model else _checkpoint(args)
     frame, summary = module.run(model, setting, **parameters)
-    path = analysis_path(args.results, setting.name, config.preset, target.label, args.analysis)
-    write_analysis(path, args.analysis, frame, summary, _analysis_provenance(setting, config, target, parameters))
+    path = analysis_path(args.results, *where, args.analysis)
+    write_analysis(path, args.analysis, frame, summary, {**provenance, "parameters": parameters, **_versions()})
     written = render_analysis(path)
     print(f"wrote {path} and {', '.join(p.name for p in written)}", file=sys.stderr)
     print(path.with_suffix(".md").read_text())
     return 0
 
 
-def _analysis_provenance(setting, config, target, parameters: dict) -> dict:
-    """What an analysis output records about where it came from (never shown in its tables)."""
+def _parameters(args, module) -> dict:
+    """The keywords `module.run` takes: --max-sequences, --seed where it applies, --frequencies."""
+    import inspect
+
+    accepted = inspect.signature(module.run).parameters
+    if args.frequencies is not None and "frequencies" not in accepted:
+        raise UserError(f"--frequencies does not apply to the {args.analysis} analysis",
+                        "drop --frequencies: it sets the unigram frequencies of rare-tokens")
+    parameters = {k: v for k, v in (("max_sequences", args.max_sequences), ("seed", args.seed)) if k in accepted}
+    if args.frequencies is not None:
+        parameters["frequencies"] = str(module.frequency_file(args.frequencies))
+    return parameters
+
+
+def _checkpoint(args):
+    """(model, setting, (setting, preset, checkpoint label), provenance) of a task setting's checkpoint."""
+    from ..checkpoints import resolve_target, viewed_model
+    from ..models import select_device
+
+    config, setting = prepare(args)
+    device = select_device(config.train.device)
+    target = resolve_target(args.checkpoint or "standard", args.workdir, setting, config, not args.quiet, device)
+    provenance = {"setting": setting.name, "preset": config.preset, "setting_hash": setting.setting_hash,
+                  "corpus": setting.corpus_name, "corpus_hash": setting.corpus_hash,
+                  "checkpoint": {"label": target.label, "kind": target.checkpoint.kind, "view": target.view,
+                                 "path": str(target.checkpoint.directory)}}
+    return viewed_model(target, config), setting, (setting.name, config.preset, target.label), provenance
+
+
+def _pretrained(args):
+    """The same for a pretrained model: its memorized paragraphs (the forget set) against the
+    control set, labelled `paragraphs-<model>/pretrained`."""
+    from ..models import select_device
+    from ..paragraphs import get_paragraph_setting, load_model, model_identity, model_label, paragraphs_config
+    from ..storage import check_writable
+
+    if args.checkpoint:
+        raise UserError("--checkpoint does not apply to --model", "drop --checkpoint: the model is the checkpoint")
+    config = paragraphs_config(args.model, args.paragraphs, args.heldout, args.overrides)
+    check_writable(args.workdir)
+    model, tokenizer = load_model(config, select_device("auto"))
+    setting = get_paragraph_setting(config, model, tokenizer, args.workdir)
+    label = model_label(config)
+    provenance = {"setting": setting.name, "preset": label, "setting_hash": setting.setting_hash,
+                  "corpus": setting.corpus_name, "corpus_hash": setting.corpus_hash,
+                  "checkpoint": {"label": "pretrained", "kind": "pretrained", "view": "model", "path": config.model},
+                  "model_identity": model_identity(config), "paragraphs": config.to_dict()}
+    return model, setting, (setting.name, label, "pretrained"), provenance
+
+
+def _versions() -> dict:
     from ..checkpoints import git_commit, package_versions
 
-    return {"setting": setting.name, "preset": config.preset, "setting_hash": setting.setting_hash,
-            "corpus": setting.corpus_name, "corpus_hash": setting.corpus_hash, "parameters": parameters,
-            "checkpoint": {"label": target.label, "kind": target.checkpoint.kind, "view": target.view,
-                           "path": str(target.checkpoint.directory)},
-            "versions": package_versions(), "git_commit": git_commit()}
+    return {"versions": package_versions(), "git_commit": git_commit()}
