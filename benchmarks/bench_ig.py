@@ -14,7 +14,7 @@ reported too (a different rule, so it differs by ig's discretization error).
 
     python benchmarks/bench_ig.py [--steps 16] [--reps 3] [--device cpu] [--threads N] [--captum-batch 512]
 
-The literal loop lives with the tests (`tests/unit/reference_ig.py`).
+The literal loop lives with the tests (`tests/helpers/reference_ig.py`).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from memsink_bench.methods.ig_captum import captum_integrated_gradients
 from memsink_bench.models import build_model
 from timing import timed
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "unit"))
-from reference_ig import integrated_gradients_reference  # noqa: E402  (the tests' golden loop)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.helpers.reference_ig import integrated_gradients_reference  # noqa: E402  (the tests' golden loop)
 
 VOCAB, TARGETS_PER_SEQUENCE = 2048, 32
 

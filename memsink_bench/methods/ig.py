@@ -23,7 +23,7 @@ layer is recomputed without the cache (each copy = tokens[:i+1] in its own batch
 batched), which needs nothing but a plain forward.
 
 Checks: the reference code's literal loop (layer x sequence x position x alpha, one
-forward/backward each) is the golden reference in `tests/unit/reference_ig.py`, and
+forward/backward each) is the golden reference in `tests/helpers/reference_ig.py`, and
 `ig_captum.py` computes the same scores with captum's integrator.
 """
 
@@ -265,7 +265,7 @@ def _ig_sum(model, batch, steps, positions_per_batch, use_cache) -> tuple[torch.
 def integrated_gradients(model: nn.Module, batch: Batch, steps: int, positions_per_batch: int = 32,
                          use_cache: bool = True) -> torch.Tensor:
     """Mean IG over the batch's target positions, [layers, d_mlp] float32 CPU (batched, exact:
-    equal to the literal loop of `tests/unit/reference_ig.py`)."""
+    equal to the literal loop of `tests/helpers/reference_ig.py`)."""
     with _Eval(model):
         total, count = _ig_sum(model, batch, steps, positions_per_batch, use_cache)
     return (total / max(count, 1)).float().cpu()

@@ -29,10 +29,7 @@ from memsink_bench.methods.ig import IntegratedGradients, integrated_gradients
 from memsink_bench.methods.ig_captum import captum_ig_per_position, captum_integrated_gradients
 from memsink_bench.models import build_model, mlp_layout
 
-try:
-    from .planted import one_batch, planted_model
-except ImportError:          # tests/unit collected as a plain directory (no __init__.py)
-    from planted import one_batch, planted_model
+from tests.helpers.planted import one_batch, planted_model
 
 VOCAB = 100
 LENGTHS = [12, 9, 12, 7]                     # right padding inside the batch

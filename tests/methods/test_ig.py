@@ -22,10 +22,7 @@ from memsink_bench.methods.ig import IntegratedGradients, ig_per_position, integ
 from memsink_bench.models import build_model, mlp_layout
 from memsink_bench.setting import SequenceSet
 
-try:
-    from .reference_ig import integrated_gradients_reference
-except ImportError:          # tests/unit collected as a plain directory (no __init__.py)
-    from reference_ig import integrated_gradients_reference
+from tests.helpers.reference_ig import integrated_gradients_reference
 
 VOCAB = 100
 LENGTHS = [12, 9, 12, 7]                     # different lengths: right padding inside a batch

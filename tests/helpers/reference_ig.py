@@ -3,7 +3,7 @@
 The reference code's loop: for layer, sequence, target position i, alpha in linspace(0, 1, steps):
 one forward of the whole (padded) sequence with the MLP activation at (layer, i) replaced by
 alpha * a, one backward of p(label_i). Slow and obviously correct, so it lives with the tests
-(`tests/unit/test_ig.py`) and the benchmark (`benchmarks/bench_ig.py`), not in the method. It
+(`tests/methods/test_ig.py`) and the benchmark (`benchmarks/bench_ig.py`), not in the method. It
 uses nothing of `ig.py` but the model layout, so a bug there cannot hide in both.
 """
 

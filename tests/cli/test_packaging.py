@@ -7,7 +7,7 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-# sha256 of "\n".join(generate_stories(50, 0)): GOLDEN_SHA256[50, 0] of tests/unit/test_synthetic.py
+# sha256 of "\n".join(generate_stories(50, 0)): GOLDEN_SHA256[50, 0] of tests/data/test_synthetic.py
 STORIES_50_SEED_0_SHA256 = "d5b9699c7517e054c9a20e5393c1bf4dda0756d86da85e27cc0227b09c09d5b4"
 GENERATE = """import hashlib, memsink_bench.corpus.synthetic as synthetic
 print(synthetic.__file__)

@@ -14,10 +14,7 @@ from memsink_bench.methods import hard_concrete
 from memsink_bench.methods.base import target_nll
 from memsink_bench.methods.hard_concrete import HardConcretePruning
 
-try:
-    from .planted import planted_model
-except ImportError:          # tests/unit collected as a plain directory (no __init__.py)
-    from planted import planted_model
+from tests.helpers.planted import planted_model
 
 
 

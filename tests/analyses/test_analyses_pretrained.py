@@ -15,10 +15,7 @@ from memsink_bench.cli import main
 from memsink_bench.corpus.synthetic import generate_stories
 from memsink_bench.setting import train_tokenizer
 
-try:
-    from .test_pretrained import MEMORIZED, SETS, K, P, _configs, _memorize
-except ImportError:                       # tests/ is not a package: rootdir-relative import
-    from test_pretrained import MEMORIZED, SETS, K, P, _configs, _memorize
+from tests.pretrained.test_pretrained import MEMORIZED, SETS, K, P, _configs, _memorize
 
 N_CONTROL = N_RETAIN = N_VALIDATION = 6          # as SETS sets them
 

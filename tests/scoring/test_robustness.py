@@ -14,10 +14,7 @@ from memsink_bench.robustness import (quantize_per_channel, quantize_weights, re
                                       relearned_models, relearning_split)
 from memsink_bench.setting import SequenceSet
 
-try:
-    from .planted import PLANTED, planted_model
-except ImportError:                       # tests/ is not a package: rootdir-relative import
-    from planted import PLANTED, planted_model
+from tests.helpers.planted import PLANTED, planted_model
 
 VOCAB, SEQ_LEN = 64, 20
 

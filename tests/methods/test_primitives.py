@@ -9,10 +9,7 @@ from memsink_bench.methods.primitives import (capture_activations, dropped_neuro
                                               target_token_nll)
 from memsink_bench.models import mlp_layout, mlp_shape
 
-try:
-    from .planted import PLANTED, one_batch, planted_model
-except ImportError:
-    from planted import PLANTED, one_batch, planted_model
+from tests.helpers.planted import PLANTED, one_batch, planted_model
 
 
 class GradTimesActivation(NeuronLocalizer):

@@ -15,10 +15,7 @@ from memsink_bench.interventions import drop_neurons_scale, scaled_neurons
 from memsink_bench.models import mlp_layout
 from memsink_bench.methods.base import top_r_drop
 
-try:
-    from .planted import PLANTED, one_batch, planted_model
-except ImportError:                       # tests/ is not a package: rootdir-relative import
-    from planted import PLANTED, one_batch, planted_model
+from tests.helpers.planted import PLANTED, one_batch, planted_model
 
 
 def _changed(before, after) -> dict[str, torch.Tensor]:
