@@ -9,7 +9,6 @@ GPT-2, GPT-Neo, GPT-NeoX and gated (Llama-style) MLPs.
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 
 import torch
@@ -149,47 +148,14 @@ def select_device(name: str = "auto") -> torch.device:
 
 
 def to_hooked_transformer(model: nn.Module, device: str | torch.device = "cpu"):
-    """Convert an HF GPT-2 / GPT-Neo / GPT-NeoX / Llama model into a transformer-lens
-    HookedTransformer offline: build the config from the HF config and convert the state dict
-    locally (`HookedTransformer.from_pretrained` would need the hub)."""
-    from transformer_lens import HookedTransformer
-    from transformer_lens import loading_from_pretrained as loading
+    """Convert an HF GPT-2 / GPT-Neo / GPT-NeoX / Llama-style model into a transformer-lens
+    HookedTransformer offline (same weights, same logits): the analyses' converter
+    (`analyses.common.as_hooked`), which builds the config from the model's own, so a model built
+    from a config or saved locally converts without the hub."""
+    from .analyses.common import as_hooked
 
-    converters = {
-        "gpt2": ("GPT2LMHeadModel", loading.convert_gpt2_weights),
-        "gpt_neo": ("GPTNeoForCausalLM", loading.convert_neo_weights),
-        "gpt_neox": ("GPTNeoXForCausalLM", loading.convert_neox_weights),
-        "llama": ("LlamaForCausalLM", loading.convert_llama_weights),
-    }
-    hf_config = model.config
-    if hf_config.model_type not in converters:
-        raise UserError(f"cannot convert model type '{hf_config.model_type}' to transformer-lens",
-                        f"use one of {', '.join(sorted(converters))}")
-    architecture, convert = converters[hf_config.model_type]
-    original = hf_config.architectures
-    hf_config.architectures = [architecture]
-    try:
-        if architecture == "GPT2LMHeadModel":   # transformer-lens' own translation needs the hub name
-            cfg_dict = _tl_config_from_hf(hf_config, architecture)
-        else:
-            cfg_dict = loading.convert_hf_model_config(hf_config.name_or_path or "local", hf_config=hf_config)
-    except (TypeError, ValueError, AttributeError, OSError) as error:
-        raise UserError(f"cannot convert {architecture} to transformer-lens offline ({type(error).__name__})",
-                        "use a GPT-2 checkpoint, or a transformer-lens version that converts this config") from None
-    finally:
-        hf_config.architectures = original
-    from transformer_lens import HookedTransformerConfig
-
-    cfg_dict = {k: v for k, v in cfg_dict.items() if k in HookedTransformerConfig.__dataclass_fields__}
-    cfg_dict.update(device=str(device), dtype=next(model.parameters()).dtype)
-    cfg = HookedTransformerConfig(**cfg_dict)
-    with warnings.catch_warnings():       # transformer-lens 3.x announces its 4.0 bridge; we pin < 4
-        warnings.filterwarnings("ignore", message="HookedTransformer is deprecated", category=DeprecationWarning)
-        hooked = HookedTransformer(cfg)
-    state = convert(model, cfg)
-    hooked.load_state_dict(state, strict=False)
-    hooked.eval()
-    return hooked
+    hooked = as_hooked(model)
+    return hooked if str(device) == str(next(model.parameters()).device) else hooked.to(device)
 
 
 def _tl_config_from_hf(hf_config, architecture: str) -> dict:

@@ -254,9 +254,16 @@ def reference_state(before):
     """The never-memorized level: the same model's losses on non-memorized paragraphs (the control set)."""
     from .record import State
 
+    import dataclasses as dc
+
     values = before.means()
     values.update(repeated_loss=before.control_loss, repeated_target_loss=before.control_target_loss)
-    return State(**values)
+    per_sequence = None
+    if before.per_sequence is not None:        # the level as a constant per forget sequence, for bootstraps
+        n = len(before.per_sequence.repeated_loss)
+        per_sequence = dc.replace(before.per_sequence, repeated_loss=[before.control_loss] * n,
+                                  repeated_target_loss=[before.control_target_loss] * n)
+    return State(**values, per_sequence=per_sequence)
 
 
 def run_pretrained(*, method_spec: str, config: ParagraphsConfig, workdir: Path, results: Path,

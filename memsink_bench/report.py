@@ -24,6 +24,8 @@ import pandas as pd
 
 from .analyses.store import find_analyses, read_analysis, render_analysis, summary_items
 from .leaderboard import leaderboard_frame, load_records, render
+from .kinds import NO_REP, STANDARD
+from .kinds.memsinks import MemSinks
 from .metrics import gap_key
 from .record import ResultRecord
 from .storage import atomic_write_json, atomic_write_text, read_json
@@ -136,12 +138,12 @@ def sweep_from_checkpoints(workdir: Path, config, parameter: str, values: list[f
         values_of = vars(getattr(varied, section))
         values_of[key] = value
         setattr(varied, section, SECTIONS[section](**values_of))
-        manifest = checkpoint_dir(workdir, "memsinks", varied) / "manifest.json"
+        manifest = checkpoint_dir(workdir, MemSinks.name, varied) / "manifest.json"
         if manifest.is_file():
             pairs.append([value, read_json(manifest)["final_metrics"]])
             sources[str(value)] = str(manifest.parent)
     references = {}
-    for kind in ("standard", "standard-no-rep"):
+    for kind in (STANDARD, NO_REP):
         manifest = checkpoint_dir(workdir, kind, config) / "manifest.json"
         if manifest.is_file():
             final = read_json(manifest)["final_metrics"]
@@ -178,7 +180,7 @@ def dynamics_from_checkpoints(workdir: Path, config) -> dict:
     from .train import TRACE_FILE
 
     traces, sources = {}, {}
-    for kind in ("standard", "memsinks"):
+    for kind in (STANDARD, MemSinks.name):
         directory = checkpoint_dir(workdir, kind, config)
         if (directory / TRACE_FILE).is_file():
             rows = [json.loads(line) for line in (directory / TRACE_FILE).read_text().splitlines() if line.strip()]

@@ -110,6 +110,8 @@ def test_a_localizer_and_an_editor_on_gpt_neo_give_a_leaderboard_row_per_method(
     assert "### paragraphs (gpt-neo preset" in table
     rows = [line for line in table.splitlines() if line.startswith("| ig ") or line.startswith("| sparse-ft ")]
     assert len(rows) == 2 and all("| gpt-neo " in row for row in rows)
+    [ig_row] = [row for row in rows if row.startswith("| ig ")]
+    assert " [" in ig_row           # one seed, but per-sequence values: a bootstrap interval over the forget set
     # rerunning reuses both records; the setting was classified once and cached by content
     assert _run(zoo, tmp_path, model, "ig", "--set", "sweep.ratios=[0.05,0.2]") == 0
     assert "reused the existing record" in capsys.readouterr().err
