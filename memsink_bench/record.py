@@ -128,6 +128,7 @@ class Timings:
     method_seconds: float
     eval_seconds: float
     total_seconds: float
+    robustness_seconds: float = 0.0      # quantization and relearning at the chosen point (schema 2)
 
 
 @dataclass

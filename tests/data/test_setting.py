@@ -68,9 +68,13 @@ def test_key_follows_the_generated_content(monkeypatch):
 
     monkeypatch.setattr(setting_module, "load_documents_for", edited_generator)
     setting_module._fingerprint.cache_clear()
-    after = setting_fingerprint("ts-repetition", config.data)
-    assert after[0] != before[0] and after[1] != before[1]
-    assert build_setting("ts-repetition", config.data).setting_hash == after[0]
+    try:
+        after = setting_fingerprint("ts-repetition", config.data)
+        assert after[0] != before[0] and after[1] != before[1]
+        assert build_setting("ts-repetition", config.data).setting_hash == after[0]
+    finally:                        # the edited generator's fingerprint must not outlive the test
+        monkeypatch.undo()
+        setting_module._fingerprint.cache_clear()
 
 
 def _file_config(path):

@@ -87,7 +87,7 @@ def local(tmp_path_factory):
 def test_local_engine_runs_every_job_once_and_the_leaderboard_reads_them(local, capsys):
     path, workdir, results = local
     plan = load_plan(path, results, workdir)
-    assert [job.action for job in plan.jobs] == ["train", "train", "run", "run"]
+    assert [job.action for job in plan.jobs] == ["train", "train", "train", "run", "run"]   # standard, no-rep, never-seen
     assert all(job.done for job in plan.jobs)
     found = records(results)
     assert sorted(found) == sorted(job.output.name for job in plan.jobs if job.action == "run")
@@ -97,7 +97,7 @@ def test_local_engine_runs_every_job_once_and_the_leaderboard_reads_them(local, 
         log = (workdir / "sweeps" / "tiny" / "logs" / f"{job.name}.log").read_text()
         assert f"command: memsink-bench {shlex.join(job.argv(workdir.resolve(), results.resolve(), 1))}\n" in log
     state = json.loads((workdir / "sweeps" / "tiny" / "last-run.json").read_text())
-    assert state["status"] == "finished" and len(state["succeeded"]) == 4 and not state["failed"]
+    assert state["status"] == "finished" and len(state["succeeded"]) == 5 and not state["failed"]
     assert "2 workers x 1 thread" in state["engine"]
 
     capsys.readouterr()
@@ -106,7 +106,7 @@ def test_local_engine_runs_every_job_once_and_the_leaderboard_reads_them(local, 
 
     stamps = {name: record.path.stat().st_mtime_ns for name, record in found.items()}
     assert main(sweep("run", path, workdir, results, "--quiet")) == 0                    # idempotent
-    assert "all 4 jobs are done" in capsys.readouterr().err
+    assert "all 5 jobs are done" in capsys.readouterr().err
     assert {name: record.path.stat().st_mtime_ns for name, record in records(results).items()} == stamps
     assert main(sweep("status", path, workdir, results)) == 0
     assert "0 jobs to do" in capsys.readouterr().out
@@ -125,7 +125,7 @@ def test_ray_engine_gives_the_local_engines_results(local, ray_cluster, tmp_path
     workdir, results = tmp_path / "work", tmp_path / "results"
     assert main(sweep("run", path, workdir, results, "--engine", "ray", "--threads", "1", "--quiet")) == 0
     state = json.loads((workdir / "sweeps" / "tiny" / "last-run.json").read_text())
-    assert state["engine"].startswith("ray (1 CPU per job") and len(state["succeeded"]) == 4
+    assert state["engine"].startswith("ray (1 CPU per job") and len(state["succeeded"]) == 5
     assert "cluster of 2 CPUs" in state["engine"]
     ours, theirs = records(results), records(local_results)
     assert sorted(ours) == sorted(theirs)
@@ -181,7 +181,7 @@ def test_sweep_killed_midway_and_rerun_has_every_record_exactly_once(tmp_path):
 
     rerun = subprocess.run(command + ["--quiet"], env=env(), capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
-    assert f"{2 + len(before)} already done" in rerun.stderr       # both trainings and the finished runs
+    assert f"{3 + len(before)} already done" in rerun.stderr       # the three trainings and the finished runs
     plan = load_plan(path, results, workdir)
     planned = sorted(job.output.name for job in plan.jobs if job.action == "run")
     visible = sorted(p.name for p in record_dir.iterdir() if not p.name.startswith("."))
