@@ -48,3 +48,13 @@ def test_ci_uses_fresh_virtual_environments_with_their_bundled_pip():
     script = (ROOT / ".ci" / "run").read_text()
     assert script.count("python3 -m venv ") == 2 and "--system-site-packages" not in script
     assert "pip install --upgrade pip" not in script and "ensurepip" not in script
+
+
+def test_the_record_the_readme_says_is_reused_is_the_main_commands_own():
+    """Inside the clone the main command reuses the committed record the README names."""
+    from memsink_bench.config import load_config
+    from memsink_bench.run import plan_run
+
+    [named] = set(re.findall(r"ig__standard__[0-9a-f]{10}\.json", (ROOT / "README.md").read_text()))
+    path = plan_run("ig", load_config("ts-canary", "cpu"), ROOT / "results").path
+    assert path.name == named and path.is_file()
