@@ -18,6 +18,7 @@ COMMANDS = {
     "run": ".run",
     "leaderboard": ".leaderboard",
     "analyze": ".analyze",
+    "localize": ".localize",
     "plot": ".plot",
     "report": ".report",
     "sweep": "memsink_bench.sweep.command",

@@ -1,0 +1,111 @@
+"""Localization accuracy against a ground truth the model learned itself: a MemSinks checkpoint's
+own sinks.
+
+Every repeated sequence of a MemSinks checkpoint switched on its own subset of the sink pool at
+every repetition (`masks.neuron_mask`), so the neurons that can hold what only that sequence
+needs are known by construction: its own sinks, the same in every layer. A localizer run on one
+forget sequence at a time (or on small groups, whose sink sets are then scored jointly as their
+union) on the sequence-free `mean` view post-hoc methods edit is scored by:
+
+- precision@k, k = |own sinks| (all layers): the share of its k top-scored neurons that are own
+  sinks, over all MLP neurons, and within the sink pool only (own sinks against the other
+  sequences' sinks: the harder question, since every sink held some sequence);
+- AUROC of its scores for own sinks against the rest, over all neurons and within the pool;
+- the causal check: the sequence's forgetting (its loss after - before) when its k top-scored
+  neurons are dropped, against the forgetting when its own sinks are dropped, at equal k. Agreement
+  with the design is not the whole story (the sinks hold only part of the memorization), so this
+  says whether the method's choice matters as much as the design's.
+
+Chance levels: precision@k over all neurons = the own sinks' share of all neurons; within the pool
+= their share of the pool; AUROC 0.5.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .errors import UserError
+from .evaluate import sequence_losses
+from .interventions import drop_neurons_scale
+from .privacy import auroc
+
+
+def precision_at_k(scores: torch.Tensor, truth: torch.Tensor, candidates: torch.Tensor | None = None) -> float:
+    """Share of the k = |truth| highest-scored candidate neurons that are true ([layers, d_mlp] each)."""
+    candidates = torch.ones_like(truth) if candidates is None else candidates
+    flat_scores, flat_truth = scores[candidates].flatten(), truth[candidates].flatten()
+    k = int(flat_truth.sum())
+    if k == 0:
+        raise UserError("no ground-truth neuron to localize", "give a MemSinks checkpoint with a sink pool")
+    top = flat_scores.topk(k).indices
+    return float(flat_truth[top].float().mean())
+
+
+def auroc_of(scores: torch.Tensor, truth: torch.Tensor, candidates: torch.Tensor | None = None) -> float:
+    candidates = torch.ones_like(truth) if candidates is None else candidates
+    flat_scores, flat_truth = scores[candidates].flatten(), truth[candidates].flatten()
+    return auroc(flat_scores[flat_truth], flat_scores[~flat_truth])
+
+
+def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Boolean [layers, d_mlp]: the k highest scores over all layers together."""
+    mask = torch.zeros(scores.numel(), dtype=torch.bool)
+    mask[scores.flatten().topk(k).indices] = True
+    return mask.view_as(scores)
+
+
+def localization_table(method, model, context, setting, own: torch.Tensor, pool: torch.Tensor,
+                       group_size: int = 1) -> tuple[list[dict], float]:
+    """Per group of forget sequences: precision@k and AUROC (all neurons, sink pool), and the causal
+    check. `own` [n_repeated, d_mlp] bool: each sequence's own sinks; `pool` [d_mlp] bool: the sink
+    pool. Returns (rows, seconds spent in the localizer)."""
+    import copy
+
+    layers = None
+    rows, seconds = [], 0.0
+    pad = context.pad_id
+    for start in range(0, len(setting.repeated), group_size):
+        indices = list(range(start, min(start + group_size, len(setting.repeated))))
+        group = setting.repeated.subset(indices)
+        local = copy.copy(context)
+        local.targets = group
+        clock = time.perf_counter()
+        scores = method.score(model, local).detach().float().cpu()
+        seconds += time.perf_counter() - clock
+        layers = scores.shape[0]
+        truth = own[indices].any(dim=0)[None, :].expand(layers, -1)
+        in_pool = pool[None, :].expand(layers, -1)
+        k = int(truth.sum())
+        before = sequence_losses(model, group, pad).whole
+        by_method = sequence_losses(model, group, pad, scale_for=lambda ids, d=top_k_mask(scores, k):
+                                    drop_neurons_scale(d).to(ids.device)).whole
+        by_design = sequence_losses(model, group, pad, scale_for=lambda ids, d=truth.clone():
+                                    drop_neurons_scale(d).to(ids.device)).whole
+        rows.append({"sequences": indices, "k": k,
+                     "precision_all": precision_at_k(scores, truth), "auroc_all": auroc_of(scores, truth),
+                     "precision_pool": precision_at_k(scores, truth, in_pool),
+                     "auroc_pool": auroc_of(scores, truth, in_pool),
+                     "chance_all": float(truth.float().mean()),
+                     "chance_pool": float(truth[in_pool].float().mean()),
+                     "forgetting_method_top_k": float((by_method - before).mean()),
+                     "forgetting_own_sinks": float((by_design - before).mean())})
+    return rows, seconds
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Means over groups with 95% bootstrap intervals over groups (seeded)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    summary = {}
+    for name in ("precision_all", "auroc_all", "precision_pool", "auroc_pool", "chance_all", "chance_pool",
+                 "forgetting_method_top_k", "forgetting_own_sinks"):
+        values = np.array([row[name] for row in rows], dtype=float)
+        draws = values[rng.integers(0, len(values), (2000, len(values)))].mean(axis=1)
+        summary[name] = {"mean": float(values.mean()),
+                         "interval": [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]}
+    own, top = summary["forgetting_own_sinks"]["mean"], summary["forgetting_method_top_k"]["mean"]
+    summary["causal_ratio"] = top / own if abs(own) > 1e-9 else None
+    return summary

@@ -1,0 +1,58 @@
+"""Localization accuracy against ground truth: golden values on the planted model (one known
+neuron carries the targets), chance for a random localizer, and the CLI on a MemSinks checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from memsink_bench.cli import main
+from memsink_bench.localization import auroc_of, precision_at_k, top_k_mask
+from memsink_bench.methods.ig import IntegratedGradients
+from memsink_bench.methods.random_neurons import RandomNeurons
+from memsink_bench.models import mlp_shape
+from tests.helpers.planted import PLANTED, planted_model
+
+
+def _truth(model) -> torch.Tensor:
+    truth = torch.zeros(mlp_shape(model), dtype=torch.bool)
+    truth[PLANTED] = True
+    return truth
+
+
+def test_a_correct_localizer_scores_precision_one_and_a_random_one_chance():
+    model, context, _ = planted_model()
+    truth = _truth(model)
+    ig = IntegratedGradients(steps=8).score(model, context)
+    assert precision_at_k(ig, truth) == 1.0 and auroc_of(ig, truth) > 0.99
+    hits = [precision_at_k(RandomNeurons(salt=s).score(model, context), truth) for s in range(200)]
+    chance = truth.float().mean().item()                     # 1 of layers x d_mlp
+    assert abs(sum(hits) / len(hits) - chance) < 0.02        # about chance (binomial sd of the mean ~0.0003)
+
+
+def test_precision_and_auroc_golden_values_with_and_without_a_candidate_pool():
+    scores = torch.tensor([[0.9, 0.8, 0.1, 0.7], [0.2, 0.6, 0.3, 0.0]])
+    truth = torch.tensor([[True, False, False, True], [False, False, True, False]])
+    assert precision_at_k(scores, truth) == pytest.approx(2 / 3)   # top 3: 0.9 (T), 0.8 (F), 0.7 (T)
+    pool = torch.tensor([[False, False, True, True], [False, False, True, True]])
+    assert precision_at_k(scores, truth, pool) == 1.0        # in the pool, top 2 of (0.1, 0.7, 0.3, 0.0): 0.7 T, 0.3 T
+    assert auroc_of(scores, truth, pool) == 1.0
+    assert top_k_mask(scores, 2).sum() == 2 and top_k_mask(scores, 2)[0, :2].all()
+
+
+def test_localize_cli_scores_against_the_memsinks_sinks(tmp_path, session_workdir, capsys):
+    argv = ["localize", "--setting", "ts-canary", "--preset", "smoke", "--set", "train.epochs=1", "--quiet",
+            "--methods", "ig,random-neurons", "--workdir", str(session_workdir), "--results", str(tmp_path)]
+    assert main(argv) == 0
+    report = json.loads((tmp_path / "analyses" / "ts-canary-smoke" / "memsinks-mean" / "localization.json").read_text())
+    random = report["methods"]["random-neurons"]["summary"]
+    chance_pool = random["chance_pool"]["mean"]
+    assert 0.2 < chance_pool < 0.4                           # own sinks: p = 0.3 of the pool
+    low, high = random["precision_pool"]["interval"]
+    assert low - 0.1 < chance_pool < high + 0.1 and abs(random["auroc_pool"]["mean"] - 0.5) < 0.1
+    assert len(report["methods"]["ig"]["groups"]) == 4       # one group per forget sequence (smoke: 4)
+    assert main([*argv[:-6], "--methods", "sparse-ft", "--workdir", str(session_workdir),
+                 "--results", str(tmp_path)]) == 2
+    assert "is not a localizer" in capsys.readouterr().err
