@@ -109,3 +109,38 @@ def summarize(rows: list[dict]) -> dict:
     own, top = summary["forgetting_own_sinks"]["mean"], summary["forgetting_method_top_k"]["mean"]
     summary["causal_ratio"] = top / own if abs(own) > 1e-9 else None
     return summary
+
+
+def own_sinks(config, setting, model) -> tuple[torch.Tensor, torch.Tensor]:
+    """(own [n_repeated, d_mlp] bool: each forget sequence's own sinks, pool [d_mlp] bool: the sink pool)."""
+    from .kinds.memsinks import MemSinks
+    from .masks import split_neurons
+    from .models import mlp_shape
+
+    d_mlp = mlp_shape(model)[1]
+    n_shared, _ = split_neurons(d_mlp, config.memsinks.shared_fraction)
+    pool = torch.arange(d_mlp) >= n_shared
+    ids = torch.tensor(setting.repeated.ids)
+    return (MemSinks().training_scale(config, d_mlp, ids)[0, :, 0, :] > 0) & pool, pool
+
+
+def render(report: dict) -> str:
+    """The localization table (markdown), with the chance levels under it."""
+    lines = ["| method | precision@k (all) | AUROC (all) | precision@k (sink pool) | AUROC (sink pool) | "
+             "forgetting: method top-k / own sinks | localizer s |", "|---|---|---|---|---|---|---|"]
+
+    def cell(summary, key):
+        value = summary[key]
+        return f"{value['mean']:.3f} [{value['interval'][0]:.3f}, {value['interval'][1]:.3f}]"
+
+    for name, found in report["methods"].items():
+        summary, ratio = found["summary"], found["summary"]["causal_ratio"]
+        lines.append(f"| {name} | {cell(summary, 'precision_all')} | {cell(summary, 'auroc_all')} | "
+                     f"{cell(summary, 'precision_pool')} | {cell(summary, 'auroc_pool')} | "
+                     f"{summary['forgetting_method_top_k']['mean']:.3f} / {summary['forgetting_own_sinks']['mean']:.3f}"
+                     f"{f' ({ratio:.2f}x)' if ratio is not None else ''} | {found['localizer_seconds']:.1f} |")
+    first = next(iter(report["methods"].values()))["summary"]
+    lines.append(f"\nchance: precision@k {first['chance_all']['mean']:.3f} over all neurons, "
+                 f"{first['chance_pool']['mean']:.3f} within the sink pool; AUROC 0.5. Intervals: 95% bootstrap "
+                 f"over forget-sequence groups of {report['group_size']}.")
+    return "\n".join(lines) + "\n"
