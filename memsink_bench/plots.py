@@ -123,15 +123,19 @@ TRADEOFF_MAX_DEGRADATION = 1.0    # nats: the x range shown; points beyond are n
 
 
 def tradeoff_figure(records: list[ResultRecord], title: str | None = None) -> Figure:
-    """Sequence forgetting (y) against model degradation (x), one curve per record over its knob
-    (MemSinks: star, gradient-masked: diamond), and the no-rep level as a horizontal line —
-    the layout of MemSinks Fig. 2 / 4c. Up and to the left is better. The x axis stops at
-    TRADEOFF_MAX_DEGRADATION so that a method that wrecks the model does not flatten the rest."""
+    """Sequence forgetting (y) against model degradation (x), one curve per method x checkpoint x
+    configuration over its knob (MemSinks: star, gradient-masked: diamond), and the no-rep level as
+    a horizontal line -- the layout of MemSinks Fig. 2 / 4c. Up and to the left is better.
+
+    Replicates (seeds) of one configuration are one curve: at each knob value its mean
+    degradation, the mean forgetting over seeds, and a band of one standard deviation across
+    seeds (seaborn's lineplot, errorbar="sd"). The x axis stops at TRADEOFF_MAX_DEGRADATION so that
+    a method that wrecks the model does not flatten the rest."""
     with paper_style():
         fig, ax = subplots(width=DOUBLE_COLUMN, height=3.4)
         labelled = set()
-        for record in sorted(records, key=_record_order):
-            _draw_curve(ax, record, labelled)
+        for replicates in _curves_of(records):
+            _draw_curve(ax, replicates, labelled)
         for (reference, level), style in zip(no_rep_levels(records), ("--", ":", "-.", (0, (5, 1)))):
             ax.axhline(level, color="black", linestyle=style, linewidth=1.0,
                        label=f"no-rep level (vs {reference})")
@@ -148,17 +152,42 @@ def tradeoff_figure(records: list[ResultRecord], title: str | None = None) -> Fi
     return fig
 
 
-def _draw_curve(ax, record: ResultRecord, labelled: set) -> None:
-    points = sorted(record.points, key=lambda p: p.knob)
-    label = curve_label(record)
-    least = min(p.degradation for p in points)
+def _curves_of(records: list[ResultRecord]) -> list[list[ResultRecord]]:
+    """Records grouped into curves (method x checkpoint x configuration), in a stable order."""
+    groups: dict[tuple, list[ResultRecord]] = {}
+    for record in sorted(records, key=_record_order):
+        groups.setdefault((record.method, record.checkpoint.label, record.configuration()), []).append(record)
+    return list(groups.values())
+
+
+def _draw_curve(ax, replicates: list[ResultRecord], labelled: set) -> None:
+    import pandas as pd
+    import seaborn as sns
+
+    first = replicates[0]
+    by_knob: dict = {}
+    for record in replicates:
+        for point in record.points:
+            by_knob.setdefault(point.knob, []).append(point)
+    rows = []
+    for knob in sorted(by_knob):
+        points = by_knob[knob]
+        x = sum(p.degradation for p in points) / len(points)
+        rows += [{"knob": knob, "degradation": x, "forgetting": p.forgetting} for p in points]
+    frame = pd.DataFrame(rows)
+    label = curve_label(first)
+    least = frame["degradation"].min()
     if least > TRADEOFF_MAX_DEGRADATION:
         label += f" (off scale: degradation ≥ {least:.1f})"
-    marker = method_marker(record.method, record.method_type)
-    ax.plot([p.degradation for p in points], [p.forgetting for p in points],
-            color=method_color(record.method), marker=marker,
-            markersize=10 if marker == "*" else 5, label=label if label not in labelled else "_nolegend_",
-            zorder=3 if record.method_type == "training" else 2)
+    if len({r.seeds.key() for r in replicates}) > 1:
+        label += f" ({len(replicates)} seeds)"
+    marker = method_marker(first.method, first.method_type)
+    dashed = curve_label(first) != first.method          # a method on another checkpoint than its usual one
+    sns.lineplot(data=frame, x="degradation", y="forgetting", estimator="mean", errorbar="sd", sort=False,
+                 color=method_color(first.method), marker=marker, markersize=10 if marker == "*" else 5,
+                 linestyle="--" if dashed else "-",
+                 markeredgewidth=0, label=label if label not in labelled else "_nolegend_", ax=ax,
+                 zorder=3 if first.method_type == "training" else 2, err_kws={"alpha": 0.18, "linewidth": 0})
     labelled.add(label)
 
 

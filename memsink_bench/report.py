@@ -26,7 +26,6 @@ from .analyses.store import find_analyses, read_analysis, render_analysis, summa
 from .leaderboard import leaderboard_frame, load_records, render
 from .kinds import NO_REP, STANDARD
 from .kinds.memsinks import MemSinks
-from .metrics import gap_key
 from .record import ResultRecord
 from .storage import atomic_write_json, atomic_write_text, read_json
 
@@ -59,22 +58,13 @@ def tradeoff_stem(results: Path, setting: str, preset: str) -> Path:
     return results / "figures" / f"tradeoff_{setting}-{preset}"
 
 
-def best_records(records: list[ResultRecord]) -> list[ResultRecord]:
-    """One record per method x checkpoint: the one closing most gap within 0.05 nats, then with the
-    largest AUC, then the first by configuration and seeds (never an accident of file names)."""
-    best: dict[tuple[str, str], ResultRecord] = {}
-    for record in sorted(records, key=lambda r: (r.configuration(), r.seeds.key())):
-        key = (record.method, record.checkpoint.label)
-        rank = (record.summary[gap_key(0.05)], record.summary["auc"])
-        if key not in best or rank > (best[key].summary[gap_key(0.05)], best[key].summary["auc"]):
-            best[key] = record
-    return [best[key] for key in sorted(best)]
-
-
 def write_tradeoff(records: list[ResultRecord], results: Path, setting: str, preset: str) -> list[Path]:
     from .plots import save_figure, tradeoff_figure
 
-    chosen = best_records([r for r in records if r.setting == setting and r.preset == preset])
+    # the leaderboard's chosen configuration of each row, with all its seeds
+    mine = [r for r in records if r.setting == setting and r.preset == preset]
+    chosen = [r for replicates in leaderboard_frame(mine, with_intervals=False)["_records"] for r in replicates] \
+        if mine else []
     if not chosen:
         return []
     figure = tradeoff_figure(chosen, title=f"{setting} ({preset} preset)")
