@@ -93,14 +93,12 @@ class LossReport:
         return ExactMatch(self.matched.tolist(), self.target_len.tolist())
 
 
-@torch.no_grad()
-def sequence_losses(model, sequences: SequenceSet, pad_id: int, batch_size: int = 32,
-                    scale_for: ScaleFn | None = None, device=None, on_logits=None) -> LossReport:
-    """Per-sequence losses and exact match from one teacher-forced pass per batch;
-    `on_logits(batch, logits [batch, pos, vocab])` sees each batch's logits of that same pass
-    (membership inference and extraction read them without a pass of their own)."""
+def teacher_forced_logits(model, sequences: SequenceSet, pad_id: int, batch_size: int = 32,
+                          scale_for: ScaleFn | None = None, device=None):
+    """Yield (batch, logits [batch, pos, vocab]) of one no-grad teacher-forced pass per batch, in
+    sequence order, under an optional neuron scale (`scale_for(ids)`): the one evaluation pass that
+    losses, exact match, membership inference and extraction all read."""
     device = device or next(model.parameters()).device
-    whole, target, matched, target_len = [], [], [], []
     scaler = NeuronScaler(model) if scale_for is not None else None
     was_training = model.training
     model.eval()
@@ -109,20 +107,32 @@ def sequence_losses(model, sequences: SequenceSet, pad_id: int, batch_size: int 
             batch = batch.to(device)
             if scaler is not None:
                 scaler.scale = scale_for(batch.ids)
-            logits = model(input_ids=batch.input_ids).logits
-            if on_logits is not None:
-                on_logits(batch, logits)
-            nll, correct = _scored(logits, batch)
-            valid = (batch.labels != -100)
-            n_target = batch.target_mask.sum(1)
-            whole.append((nll.sum(1) / valid.sum(1).clamp_min(1)).cpu())
-            target.append(((nll * batch.target_mask).sum(1) / n_target.clamp_min(1)).cpu())
-            matched.append(leading_matches(correct, batch.target_mask).cpu())
-            target_len.append(n_target.cpu())
+            with torch.no_grad():
+                logits = model(input_ids=batch.input_ids).logits
+            yield batch, logits
     finally:
         if scaler is not None:
             scaler.remove()
         model.train(was_training)
+
+
+@torch.no_grad()
+def sequence_losses(model, sequences: SequenceSet, pad_id: int, batch_size: int = 32,
+                    scale_for: ScaleFn | None = None, device=None, on_logits=None) -> LossReport:
+    """Per-sequence losses and exact match from one teacher-forced pass per batch;
+    `on_logits(batch, logits [batch, pos, vocab])` sees each batch's logits of that same pass
+    (membership inference and extraction read them without a pass of their own)."""
+    whole, target, matched, target_len = [], [], [], []
+    for batch, logits in teacher_forced_logits(model, sequences, pad_id, batch_size, scale_for, device):
+        if on_logits is not None:
+            on_logits(batch, logits)
+        nll, correct = _scored(logits, batch)
+        valid = (batch.labels != -100)
+        n_target = batch.target_mask.sum(1)
+        whole.append((nll.sum(1) / valid.sum(1).clamp_min(1)).cpu())
+        target.append(((nll * batch.target_mask).sum(1) / n_target.clamp_min(1)).cpu())
+        matched.append(leading_matches(correct, batch.target_mask).cpu())
+        target_len.append(n_target.cpu())
     return LossReport(torch.cat(whole), torch.cat(target), torch.cat(matched), torch.cat(target_len))
 
 

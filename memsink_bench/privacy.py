@@ -35,13 +35,12 @@ from __future__ import annotations
 import math
 import zlib
 from dataclasses import dataclass, fields
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 
 from .errors import UserError
-from .evaluate import Batch, ScaleFn, batches
-from .interventions import NeuronScaler
+from .evaluate import Batch, ScaleFn, teacher_forced_logits  # noqa: F401  (re-exported)
 from .setting import SequenceSet
 
 ATTACKS = ("loss", "zlib", "min_k", "min_k_plus_plus")
@@ -142,28 +141,6 @@ def membership_scores_from_logits(logits: torch.Tensor, batch: Batch, zlib_lengt
         min_k=lowest_k_mean(token_log_prob, valid, min_k_fraction).cpu(),
         min_k_plus_plus=lowest_k_mean(normalized, valid, min_k_fraction).cpu(),
     )
-
-
-def teacher_forced_logits(model, sequences: SequenceSet, pad_id: int, batch_size: int = 32,
-                          scale_for: ScaleFn | None = None, device=None) -> Iterator[tuple[Batch, torch.Tensor]]:
-    """Yield (batch, logits [batch, pos, vocab]) of one no-grad teacher-forced pass per batch, in
-    sequence order, under an optional neuron scale (`scale_for(ids)`, as in evaluate)."""
-    device = device or next(model.parameters()).device
-    scaler = NeuronScaler(model) if scale_for is not None else None
-    was_training = model.training
-    model.eval()
-    try:
-        for batch in batches(sequences, batch_size, pad_id):
-            batch = batch.to(device)
-            if scaler is not None:
-                scaler.scale = scale_for(batch.ids)
-            with torch.no_grad():
-                logits = model(input_ids=batch.input_ids).logits
-            yield batch, logits
-    finally:
-        if scaler is not None:
-            scaler.remove()
-        model.train(was_training)
 
 
 def membership_scores(model, sequences: SequenceSet, pad_id: int, decode: Callable[[list[int]], str] | None,
