@@ -11,22 +11,17 @@ import warnings
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from memsink_bench.config import ModelConfig
 from memsink_bench.errors import UserError
-from memsink_bench.evaluate import collate
 from memsink_bench.methods import ig as ig_module
 from memsink_bench.methods.base import MethodContext
 from memsink_bench.methods.ig import IntegratedGradients, ig_per_position, integrated_gradients
-from memsink_bench.models import build_model, mlp_layout
+from memsink_bench.models import mlp_layout
 from memsink_bench.setting import SequenceSet
 
 from tests.helpers.reference_ig import integrated_gradients_reference
+from tests.helpers.tiny_ig_model import SPANS, fitted_tiny_model
 
-VOCAB = 100
-LENGTHS = [12, 9, 12, 7]                     # different lengths: right padding inside a batch
-SPANS = [(4, 12), (2, 9), (11, 12), (0, 3)]  # [start, end) target tokens; (0, 3) -> positions 0, 1
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -40,17 +35,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def setup(one_thread):
-    generator = torch.Generator().manual_seed(1)
-    tokens = [torch.randint(1, VOCAB, (n,), generator=generator).tolist() for n in LENGTHS]
-    batch = collate(tokens, [1, 2, 3, 4], SPANS, pad_id=0)
-    model = build_model(ModelConfig(n_layer=2, n_embd=32, n_head=2, d_mlp=64), VOCAB, 16, seed=0).double()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(25):
-        optimizer.zero_grad()
-        logits = model(input_ids=batch.input_ids, attention_mask=torch.ones_like(batch.input_ids)).logits
-        F.cross_entropy(logits.flatten(0, 1), batch.labels.flatten(), ignore_index=-100).backward()
-        optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+    model, batch, tokens = fitted_tiny_model()
     targets = SequenceSet(tokens, [1, 2, 3, 4], SPANS)
     return model, batch, targets
 

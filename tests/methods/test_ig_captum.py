@@ -19,21 +19,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 from captum.attr import IntegratedGradients as CaptumIntegratedGradients
 
-from memsink_bench.config import ModelConfig
 from memsink_bench.errors import UserError
-from memsink_bench.evaluate import collate
 from memsink_bench.methods.ig import IntegratedGradients, integrated_gradients
 from memsink_bench.methods.ig_captum import captum_ig_per_position, captum_integrated_gradients
-from memsink_bench.models import build_model, mlp_layout
+from memsink_bench.models import mlp_layout
 
 from tests.helpers.planted import one_batch, planted_model
+from tests.helpers.tiny_ig_model import fitted_tiny_model
 
-VOCAB = 100
-LENGTHS = [12, 9, 12, 7]                     # right padding inside the batch
-SPANS = [(4, 12), (2, 9), (11, 12), (0, 3)]  # [start, end) target tokens
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -48,16 +43,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def setup(one_thread):
     """(model, batch): 2 layers, d_model 32, d_mlp 64, float64, frozen, 4 sequences, 24 targets."""
-    generator = torch.Generator().manual_seed(1)
-    tokens = [torch.randint(1, VOCAB, (n,), generator=generator).tolist() for n in LENGTHS]
-    batch = collate(tokens, [1, 2, 3, 4], SPANS, pad_id=0)
-    model = build_model(ModelConfig(n_layer=2, n_embd=32, n_head=2, d_mlp=64), VOCAB, 16, seed=0).double()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(25):
-        optimizer.zero_grad()
-        logits = model(input_ids=batch.input_ids, attention_mask=torch.ones_like(batch.input_ids)).logits
-        F.cross_entropy(logits.flatten(0, 1), batch.labels.flatten(), ignore_index=-100).backward()
-        optimizer.step()
+    model, batch, _ = fitted_tiny_model()
     model.eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)      # as the harness hands models to localizers
