@@ -6,7 +6,7 @@ import sys
 from argparse import RawDescriptionHelpFormatter
 
 from ..errors import UserError
-from .options import prepare, results_option, setting_options
+from .options import check_setting_or_model, prepare, pretrained_options, results_option, setting_options
 
 
 def register(sub) -> None:
@@ -35,11 +35,7 @@ def register(sub) -> None:
                          help="rare-tokens: count unigram frequencies in this corpus (.txt one document per line, "
                               ".jsonl `text`, .parquet `text`); default: the setting's own sequences")
     results_option(analyze)
-    own = analyze.add_argument_group("your own model and text (instead of --setting)")
-    own.add_argument("--model", default=None, help="a pretrained HF causal LM: local directory or hub id")
-    own.add_argument("--paragraphs", default=None,
-                     help="candidate paragraphs (.txt one per line, .jsonl `text`, .parquet `text`)")
-    own.add_argument("--heldout", default=None, help="held-out text (the setting's validation set; default: unused paragraphs)")
+    pretrained_options(analyze, "held-out text (the setting's validation set; default: unused paragraphs)")
 
 
 def handle(args) -> int:
@@ -47,9 +43,7 @@ def handle(args) -> int:
     from ..analyses.store import analysis_path, render_analysis, write_analysis
     from ..storage import check_writable
 
-    if (args.model is None) == (args.setting is None) or (args.model is None) != (args.paragraphs is None):
-        raise UserError("give either --setting, or --model with --paragraphs",
-                        "e.g. --setting ts-canary, or --model DIR_OR_HUB_ID --paragraphs FILE")
+    check_setting_or_model(args)
     module = load_analysis(args.analysis)
     parameters = _parameters(args, module)
     check_writable(args.results, "--results")

@@ -31,6 +31,24 @@ def setting_options(parser: argparse.ArgumentParser, setting_required: bool = Tr
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def pretrained_options(parser: argparse.ArgumentParser, heldout_help: str) -> None:
+    """--model, --paragraphs, --heldout: a pretrained model and its paragraphs instead of --setting."""
+    own = parser.add_argument_group("your own model and text (instead of --setting)")
+    own.add_argument("--model", default=None, help="a pretrained HF causal LM: local directory or hub id")
+    own.add_argument("--paragraphs", default=None,
+                     help="candidate paragraphs (.txt one per line, .jsonl `text`, .parquet `text`)")
+    own.add_argument("--heldout", default=None, help=heldout_help)
+
+
+def check_setting_or_model(args) -> None:
+    """Exactly one of --setting and --model, and --paragraphs with --model."""
+    from ..errors import UserError
+
+    if (args.model is None) == (args.setting is None) or (args.model is None) != (args.paragraphs is None):
+        raise UserError("give either --setting, or --model with --paragraphs",
+                        "e.g. --setting ts-canary, or --model DIR_OR_HUB_ID --paragraphs FILE")
+
+
 def prepare(args):
     """Config, workdir check, built setting: the first steps of every command on a setting."""
     from ..config import load_config

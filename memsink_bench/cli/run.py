@@ -6,7 +6,7 @@ import sys
 from argparse import RawDescriptionHelpFormatter
 
 from ..errors import UserError
-from .options import prepare, results_option, setting_options
+from .options import check_setting_or_model, prepare, pretrained_options, results_option, setting_options
 
 
 def register(sub) -> None:
@@ -30,11 +30,7 @@ def register(sub) -> None:
     run.add_argument("--force", action="store_true", help="recompute even if the record exists")
     run.add_argument("--seed", type=int, default=0, help="method seed (random controls, hard-concrete noise)")
     results_option(run)
-    own = run.add_argument_group("your own model and text (instead of --setting)")
-    own.add_argument("--model", default=None, help="a pretrained HF causal LM: local directory or hub id")
-    own.add_argument("--paragraphs", default=None,
-                     help="candidate paragraphs (.txt one per line, .jsonl `text`, .parquet `text`)")
-    own.add_argument("--heldout", default=None, help="held-out text for model degradation (default: unused paragraphs)")
+    pretrained_options(run, "held-out text for model degradation (default: unused paragraphs)")
 
 
 def handle(args) -> int:
@@ -43,9 +39,7 @@ def handle(args) -> int:
     from ..methods.registry import BUILTINS, registry
     from ..storage import check_writable
 
-    if (args.model is None) == (args.setting is None) or (args.model is None) != (args.paragraphs is None):
-        raise UserError("give either --setting, or --model with --paragraphs",
-                        "e.g. --setting ts-canary, or --model DIR_OR_HUB_ID --paragraphs FILE")
+    check_setting_or_model(args)
     config_overrides, method_overrides = split_overrides(args.overrides)
     args.overrides = config_overrides
     methods = list(BUILTINS) if args.method == "all" else [args.method]
