@@ -18,16 +18,6 @@ from tests.helpers.planted import planted_model
 
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The model is tiny: a second intra-op thread only adds spin-waits, which on a busy
-    machine made each step ~50x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def planted():
     return planted_model()

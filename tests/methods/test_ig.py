@@ -24,15 +24,6 @@ from tests.helpers.tiny_ig_model import SPANS, fitted_tiny_model
 
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny ops: one intra-op thread is several times faster on a busy machine (no pool contention)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def setup(one_thread):
     model, batch, tokens = fitted_tiny_model()

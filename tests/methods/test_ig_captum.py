@@ -31,15 +31,6 @@ from tests.helpers.tiny_ig_model import fitted_tiny_model
 
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny ops: one intra-op thread is faster on a busy machine (no pool contention)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def setup(one_thread):
     """(model, batch): 2 layers, d_model 32, d_mlp 64, float64, frozen, 4 sequences, 24 targets."""

@@ -7,13 +7,13 @@ import pytest
 import torch
 from scipy.stats import beta
 
-from memsink_bench.config import ModelConfig
 from memsink_bench.errors import UserError
-from memsink_bench.evaluate import collate, exact_match, sequence_losses, token_nll
+from memsink_bench.evaluate import collate, exact_match, sequence_losses
 from memsink_bench.extraction import (attack_scores_from_logits, extracted_within, extraction_probabilities,
                                       extraction_rate)
-from memsink_bench.models import build_model
 from memsink_bench.setting import SequenceSet
+
+from tests.helpers.tiny_fit import fit_tiny_model
 
 VOCAB, SEQ_LEN = 64, 16
 
@@ -26,15 +26,7 @@ def model_and_sequences():
     tokens = [[0] + torch.randint(1, VOCAB, (SEQ_LEN - 1,), generator=generator).tolist() for _ in range(6)]
     spans = [(12, 15), (10, 13), (13, 16), (8, 12), (12, 14), (11, 15)]
     sequences = SequenceSet(tokens, list(range(1, 7)), spans)
-    model = build_model(ModelConfig(n_layer=1, n_embd=32, n_head=2, d_mlp=64), VOCAB, SEQ_LEN, 0)
-    batch = collate(sequences.tokens, sequences.ids, sequences.spans, 0)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(30):
-        loss = token_nll(model, batch).sum() / (batch.labels != -100).sum()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model.eval(), sequences
+    return fit_tiny_model(sequences, VOCAB, SEQ_LEN, steps=30), sequences
 
 
 def _with_unlikely_target(model, sequences: SequenceSet) -> SequenceSet:

@@ -5,16 +5,17 @@ import copy
 import pytest
 import torch
 
-from memsink_bench.config import ModelConfig, TrainConfig
+from memsink_bench.config import TrainConfig
 from memsink_bench.errors import UserError
-from memsink_bench.evaluate import collate, sequence_losses, token_nll
+from memsink_bench.evaluate import collate, sequence_losses
 from memsink_bench.interventions import per_layer_scale
-from memsink_bench.models import build_model, mlp_shape
+from memsink_bench.models import mlp_shape
 from memsink_bench.robustness import (quantize_per_channel, quantize_weights, recovered_share, relearn,
                                       relearned_models, relearning_split)
 from memsink_bench.setting import SequenceSet
 
 from tests.helpers.planted import PLANTED, planted_model
+from tests.helpers.tiny_fit import fit_tiny_model
 
 VOCAB, SEQ_LEN = 64, 20
 
@@ -25,15 +26,7 @@ def memorizing():
     generator = torch.Generator().manual_seed(1)
     tokens = [[0] + torch.randint(1, VOCAB, (SEQ_LEN - 1,), generator=generator).tolist() for _ in range(8)]
     sequences = SequenceSet(tokens, list(range(1, 9)), [(SEQ_LEN // 2, SEQ_LEN)] * 8)
-    model = build_model(ModelConfig(n_layer=1, n_embd=32, n_head=2, d_mlp=64), VOCAB, SEQ_LEN, 0)
-    batch = collate(sequences.tokens, sequences.ids, sequences.spans, 0)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(150):
-        loss = token_nll(model, batch).sum() / (batch.labels != -100).sum()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model.eval(), sequences
+    return fit_tiny_model(sequences, VOCAB, SEQ_LEN, steps=150), sequences
 
 
 def _matrices(model) -> dict[str, torch.Tensor]:
