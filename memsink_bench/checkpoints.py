@@ -298,19 +298,24 @@ def viewed_model(target: Target, config: ExperimentConfig):
 EVAL_CACHE_FORMAT = 3     # 2: per-sequence values kept beside the means; 3: membership inference, extraction
 
 
-def evaluate_cached(workdir: Path, setting: Setting, checkpoint: Checkpoint, view: str, model, scale_for=None):
-    """The `State` of an unedited checkpoint view, evaluated once and cached beside the checkpoints."""
+def evaluate_cached(workdir: Path, setting: Setting, checkpoint: Checkpoint, view: str, model, scale_for=None,
+                    params=None):
+    """The `State` of an unedited checkpoint view, evaluated once and cached beside the checkpoints
+    (one entry per set of non-default metric parameters `params`, a MetricsConfig)."""
     from .metrics import measure_state
     from .record import State, _state
     from .storage import atomic_write_json
 
-    path = Path(workdir) / "evals" / setting.name / f"{checkpoint.directory.name}-{view}-e{EVAL_CACHE_FORMAT}.json"
+    changed = params.non_default() if params is not None else {}
+    suffix = "-m" + hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8] if changed else ""
+    name = f"{checkpoint.directory.name}-{view}-e{EVAL_CACHE_FORMAT}{suffix}.json"
+    path = Path(workdir) / "evals" / setting.name / name
     if path.is_file():
         try:
             return _state(State, json.loads(path.read_text()))
         except (json.JSONDecodeError, TypeError):
             pass                                      # a torn cache entry is simply recomputed
-    state = measure_state(model, setting, scale_for)
+    state = measure_state(model, setting, scale_for, params=params)
     import dataclasses
     atomic_write_json(path, dataclasses.asdict(state))
     return state

@@ -158,12 +158,63 @@ class GradientMaskConfig:
                   closed_low=False, closed_high=False)
 
 
+def _integers(name: str, values, low: int, example: str) -> None:
+    _check(isinstance(values, list) and values and all(isinstance(v, int) and not isinstance(v, bool) and v >= low
+                                                       for v in values),
+           f"{name}={values!r} is not a non-empty list of integers >= {low}", f"set {name} to a list like {example}")
+
+
+@dataclass
+class MetricsConfig:
+    """Parameters of the privacy and robustness metrics (not of any checkpoint). A record made with
+    the defaults keeps the identity it had before this section existed; a changed value enters the
+    record identity and the evaluation cache key (`non_default`)."""
+
+    min_k_fraction: float = 0.2                 # Min-K% and Min-K%++: the lowest-scoring fraction of tokens
+    top_k: int = 40                             # sampled extraction: softmax(logits / temperature) over the top-k
+    temperature: float = 1.0
+    samples: list = field(default_factory=lambda: [1, 10, 100])   # n of the (n, p)-extraction rate
+    extraction_p: float = 0.5                   # p of the (n, p)-extraction rate
+    relearn_steps: list = field(default_factory=lambda: [1, 5, 20])
+    quantization_bits: list = field(default_factory=lambda: [8, 4])
+
+    def __post_init__(self):
+        _fraction("metrics.min_k_fraction", self.min_k_fraction, closed_low=False)
+        _check(isinstance(self.top_k, int) and self.top_k >= 1, f"metrics.top_k={self.top_k!r} must be >= 1",
+               "set metrics.top_k to how many most likely tokens sampling keeps, e.g. 40")
+        _check(self.temperature > 0, f"metrics.temperature={self.temperature!r} must be positive",
+               "set metrics.temperature to a number > 0, e.g. 1.0")
+        _fraction("metrics.extraction_p", self.extraction_p, closed_low=False, closed_high=False)
+        _integers("metrics.samples", self.samples, 1, "[1, 10, 100]")
+        _integers("metrics.relearn_steps", self.relearn_steps, 0, "[1, 5, 20]")
+        _integers("metrics.quantization_bits", self.quantization_bits, 2, "[8, 4]")
+        _check(max(self.quantization_bits) <= 32, f"metrics.quantization_bits={self.quantization_bits} goes above 32",
+               "give integer bit widths from 2 to 32, e.g. [8, 4]")
+
+    def non_default(self) -> dict[str, Any]:
+        """The fields that differ from the defaults: what enters keys and identities."""
+        return {name: value for name, value in dataclasses.asdict(self).items()
+                if value != dataclasses.asdict(MetricsConfig())[name]}
+
+
+def metrics_in_key(config: dict) -> dict:
+    """A config dict as it enters a key: its `metrics` section only with the fields that differ
+    from the defaults, and not at all when none do (records made before the section existed and
+    records made with the defaults share their identities)."""
+    config = dict(config)
+    metrics = MetricsConfig(**config.pop("metrics", None) or {}).non_default()
+    if metrics:
+        config["metrics"] = metrics
+    return config
+
+
 SECTIONS = {
     "data": DataConfig,
     "model": ModelConfig,
     "train": TrainConfig,
     "memsinks": MemSinksConfig,
     "gradient_masked": GradientMaskConfig,
+    "metrics": MetricsConfig,
 }
 
 
@@ -178,6 +229,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     memsinks: MemSinksConfig = field(default_factory=MemSinksConfig)
     gradient_masked: GradientMaskConfig = field(default_factory=GradientMaskConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -197,8 +249,12 @@ def _build_section(name: str, values: dict[str, Any]):
         if key not in known:
             raise UserError(f"unknown key '{name}.{key}'",
                             did_you_mean(key, known).replace("'", f"'{name}.", 1))
-    return section_cls(**{key: typed_value(f"{name}.{key}", known[key].default, value)
+    return section_cls(**{key: typed_value(f"{name}.{key}", _default(known[key]), value)
                           for key, value in values.items()})
+
+
+def _default(spec: dataclasses.Field):
+    return spec.default_factory() if spec.default is dataclasses.MISSING else spec.default
 
 
 def typed_value(name: str, default, value):
@@ -214,6 +270,8 @@ def typed_value(name: str, default, value):
             except ValueError:
                 pass
         ok, kind = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+    elif isinstance(default, list):
+        ok, kind = isinstance(value, list), f"a list like {default}"
     elif isinstance(default, str) or default is None:
         ok, kind = value is None and default is None or isinstance(value, str), "a string"
     else:
@@ -313,6 +371,17 @@ def parse_override(text: str, sections=None) -> tuple[str, str, Any]:
     if section not in allowed:
         raise UserError(f"unknown --set section '{section}'", did_you_mean(section, allowed))
     return section, key, parse_value(value)
+
+
+def metrics_config(overrides: list[str] | tuple = ()) -> MetricsConfig:
+    """The metrics section from `--set metrics.KEY=VALUE` overrides (other sections ignored): for
+    runs that have no task file, such as a pretrained model's paragraphs setting."""
+    values = {}
+    for text in overrides:
+        section, key, value = parse_override(text)
+        if section == "metrics":
+            values[key] = value
+    return _build_section("metrics", values)
 
 
 def split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:

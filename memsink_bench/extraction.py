@@ -24,13 +24,13 @@ import math
 
 import torch
 
+from .config import MetricsConfig
 from .errors import UserError
 from .evaluate import Batch, ScaleFn
 from .privacy import MIN_K_FRACTION, MembershipScores, membership_scores_from_logits, teacher_forced_logits
 from .setting import SequenceSet
 
-SAMPLES_GRID = (1, 10, 100)          # n of the (n, p)-extraction rate
-EXTRACTION_P = 0.5                    # p of the (n, p)-extraction rate
+EXTRACTION_P = MetricsConfig().extraction_p      # p of the (n, p)-extraction rate (`--set metrics.extraction_p`)
 
 
 def check_sampling(top_k: int, temperature: float) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+from .config import MetricsConfig
 from .evaluate import sequence_losses
 from .record import PerSequence, Point, State
 from .setting import Setting
@@ -32,22 +33,26 @@ DIRECTIONS = {
     "method_seconds": False,
     **{f"gap_closed@{b}": True for b in BUDGETS}, **{f"gap_closed_target@{b}": True for b in BUDGETS},
     "auc": True, "auc_target": True,
-    "mia_auroc": False, **{f"extraction_rate@{n}": False for n in (1, 10, 100)},
+    "mia_auroc": False, **{f"extraction_rate@{n}": False for n in MetricsConfig().samples},
 }
 CLOSER_TO_ZERO = ("privleak",)       # neither higher nor lower: MUSE's PrivLeak is best at 0
 
 
-MIN_K_FRACTION = 0.2            # Min-K% and Min-K%++ (Shi et al. 2023; Zhang et al. 2024)
-SAMPLING_TOP_K = 40             # sampled extraction: softmax(logits / temperature) over the top-k
-SAMPLING_TEMPERATURE = 1.0
-SAMPLES_GRID = (1, 10, 100)     # the n of the (n, 0.5)-extraction rate
+def directions(params: MetricsConfig | None = None) -> dict[str, str]:
+    """metric -> "higher" | "lower" | "closer to 0", as a record stores it (with its own samples grid)."""
+    params = params or MetricsConfig()
+    table = {**DIRECTIONS, **{f"extraction_rate@{n}": False for n in params.samples}}
+    return {**{k: ("higher" if v else "lower") for k, v in table.items()}, **{k: "closer to 0" for k in CLOSER_TO_ZERO}}
 
 
-def measure_state(model, setting: Setting, scale_for=None, batch_size: int = 32, attacks: bool = True) -> State:
+def measure_state(model, setting: Setting, scale_for=None, batch_size: int = 32, attacks: bool = True,
+                  params: MetricsConfig | None = None) -> State:
     """Every per-state metric of one model (under an optional neuron scale), with the values of
     each sequence kept for bootstraps and per-sequence metrics. With `attacks`, membership
     inference (forget vs never-seen held-out sequences) and the sampled-extraction probability
-    come from the same teacher-forced logits, so they cost no extra forward pass."""
+    come from the same teacher-forced logits, so they cost no extra forward pass. `params`: the
+    attacks' parameters (`--set metrics.*`; default: MetricsConfig())."""
+    params = params or MetricsConfig()
     pad = setting.tokenizer.pad_token_id
     collected: dict[str, list] = {"repeated": [], "validation": []}
 
@@ -64,8 +69,8 @@ def measure_state(model, setting: Setting, scale_for=None, batch_size: int = 32,
         def on_logits(batch, logits):
             stop = start[0] + len(batch.ids)
             collected[role].append(attack_scores_from_logits(
-                logits, batch, zlib_lengths[start[0]:stop], min_k_fraction=MIN_K_FRACTION,
-                top_k=SAMPLING_TOP_K, temperature=SAMPLING_TEMPERATURE))
+                logits, batch, zlib_lengths[start[0]:stop], min_k_fraction=params.min_k_fraction,
+                top_k=params.top_k, temperature=params.temperature))
             start[0] = stop
         return on_logits
 
@@ -83,7 +88,7 @@ def measure_state(model, setting: Setting, scale_for=None, batch_size: int = 32,
     rep, val, ctl = repeated.summary(), validation.summary(), control.summary()
     finite = all(math.isfinite(v) for v in (rep["loss"], val["loss"]))     # a broken model is reported as such
     if attacks and finite and collected["repeated"] and collected["validation"]:
-        mia_auroc, extraction = _attack_summaries(collected, per_sequence)
+        mia_auroc, extraction = _attack_summaries(collected, per_sequence, params)
     return State(repeated_loss=rep["loss"], repeated_target_loss=rep["target_loss"], val_loss=val["loss"],
                  control_loss=ctl["loss"], control_target_loss=ctl["target_loss"],
                  em_repeated=em_repeated["exact_match"], em_repeated_full=em_repeated["exact_match_full"],
@@ -123,7 +128,7 @@ def membership_nonmembers(setting: Setting):
     return held
 
 
-def _attack_summaries(collected: dict, per_sequence: PerSequence) -> tuple[dict, dict]:
+def _attack_summaries(collected: dict, per_sequence: PerSequence, params: MetricsConfig) -> tuple[dict, dict]:
     """(attack -> AUROC of forget vs held-out, extraction rates); per-sequence values filled in."""
     import torch
 
@@ -137,7 +142,7 @@ def _attack_summaries(collected: dict, per_sequence: PerSequence) -> tuple[dict,
     per_sequence.log_p_z = [max(v, -1e9) for v in log_p_z.tolist()]          # -inf: a target outside the top-k
     per_sequence.mia_repeated = getattr(members, HEADLINE_ATTACK).tolist()
     per_sequence.mia_validation = getattr(held_out, HEADLINE_ATTACK).tolist()
-    extraction = {f"rate@{n}": extraction_rate(p_z, n) for n in SAMPLES_GRID}
+    extraction = {f"rate@{n}": extraction_rate(p_z, n, params.extraction_p) for n in params.samples}
     extraction["mean_p_z"] = float(p_z.mean())
     return membership_aurocs(members, held_out), extraction
 

@@ -99,7 +99,9 @@ def paragraphs_config(model: str, paragraphs: str, heldout: str | None, override
     values: dict = {"model": model, "paragraphs": paragraphs, "heldout": heldout}
     defaults = {f.name: f.default for f in dataclasses.fields(ParagraphsConfig)}
     for text in overrides:
-        _, key, value = parse_override(text, ("paragraphs",))
+        section, key, value = parse_override(text, ("paragraphs", "metrics"))
+        if section == "metrics":
+            continue                                  # config.metrics_config reads those
         if key not in PARAGRAPH_FIELDS or key in ("model", "paragraphs", "heldout"):
             raise UserError(f"unknown key 'paragraphs.{key}'", did_you_mean(key, sorted(PARAGRAPH_FIELDS)))
         values[key] = typed_value(f"paragraphs.{key}", defaults[key], value)
@@ -268,9 +270,13 @@ def reference_state(before):
 
 def run_pretrained(*, method_spec: str, config: ParagraphsConfig, workdir: Path, results: Path,
                    method_overrides: list[str], device, force: bool = False, progress: bool = True, seed: int = 0,
-                   loaded=None):
-    """Run one post-hoc method on a pretrained model's memorized paragraphs -> (record, path, computed)."""
+                   loaded=None, metrics=None):
+    """Run one post-hoc method on a pretrained model's memorized paragraphs -> (record, path, computed).
+    `metrics`: the attacks' parameters (a MetricsConfig; default: its defaults)."""
+    import dataclasses
     import time
+
+    from .config import MetricsConfig, metrics_in_key
 
     from .methods.base import MethodContext
     from .metrics import measure_state
@@ -283,8 +289,11 @@ def run_pretrained(*, method_spec: str, config: ParagraphsConfig, workdir: Path,
                         "on a pretrained model run post-hoc methods (see `memsink-bench ls methods`)")
     key, _ = setting_key(config)
     label = model_label(config)
+    metrics = metrics or MetricsConfig()
+    recorded = {"paragraphs": config.to_dict(), "metrics": dataclasses.asdict(metrics)}
     path = identity_path(results, "paragraphs", label, entry, method, grid, "pretrained",
-                         {"paragraphs": config.identity(), "model": model_identity(config)}, key, seed)
+                         metrics_in_key({"paragraphs": config.identity(), "model": model_identity(config),
+                                         "metrics": recorded["metrics"]}), key, seed)
     plan = RunPlan(entry, entry.load(), method, grid, "pretrained", path)
     reused = _reusable(path, force)
     if reused is not None:
@@ -293,14 +302,14 @@ def run_pretrained(*, method_spec: str, config: ParagraphsConfig, workdir: Path,
     model, tokenizer = loaded if loaded is not None else load_model(config, device)
     setting = get_paragraph_setting(config, model, tokenizer, workdir)
     batch = auto_batch_size(model, config)
-    before = measure_state(model, setting, batch_size=batch)
+    before = measure_state(model, setting, batch_size=batch, params=metrics)
     bases = Bases(model, before, label, reference_state(before), f"control set of {label}",
                   CheckpointInfo(label, "pretrained", "model", config.model, 0.0),
                   {"model_identity": model_identity(config), "forget_set_size": len(setting.repeated)},
-                  unedited=model)
+                  unedited=model, params=metrics)
     context = MethodContext(targets=setting.repeated, retain=setting.single, pad_id=_pad_id(tokenizer),
                             device=device, seed=seed, config=config, batch_size=min(16, batch))
-    record = sweep_record(plan, bases, setting, context, progress, config={"paragraphs": config.to_dict()},
+    record = sweep_record(plan, bases, setting, context, progress, config=recorded,
                           preset=label, seeds=Seeds(method=seed, train=-1, data=config.seed), started=started)
     record.write(path)
     return record, path, True

@@ -39,13 +39,14 @@ from typing import Callable
 
 import torch
 
+from .config import MetricsConfig
 from .errors import UserError
 from .evaluate import Batch, ScaleFn, teacher_forced_logits  # noqa: F401  (re-exported)
 from .setting import SequenceSet
 
 ATTACKS = ("loss", "zlib", "min_k", "min_k_plus_plus")
 HEADLINE_ATTACK = "min_k_plus_plus"
-MIN_K_FRACTION = 0.2
+MIN_K_FRACTION = MetricsConfig().min_k_fraction     # `--set metrics.min_k_fraction`
 VARIANCE_FLOOR = 1e-6
 ROW_CHUNK = 1024        # positions per full-vocabulary pass: keeps each [chunk, vocab] temporary in cache
 

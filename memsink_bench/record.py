@@ -220,7 +220,9 @@ class ResultRecord:
         result (device, threads, tracker): replicates share this key."""
         from .checkpoints import NOT_IN_KEY
 
-        config = json.loads(json.dumps(self.config))
+        from .config import metrics_in_key
+
+        config = metrics_in_key(json.loads(json.dumps(self.config)))
         config.get("train", {}).pop("seed", None)
         for name in NOT_IN_KEY:
             config.get("train", {}).pop(name, None)

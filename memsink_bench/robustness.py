@@ -33,15 +33,13 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from .config import ExperimentConfig, TrainConfig
+from .config import ExperimentConfig, MetricsConfig, TrainConfig
 from .errors import UserError
 from .evaluate import Batch, collate, sequence_losses
 from .interventions import scaled_neurons
 from .setting import SequenceSet
 
-QUANTIZATION_BITS = (8, 4)
 FULL_PRECISION_BITS = 32
-RELEARN_STEPS = (1, 5, 20)
 
 
 # --- quantization ----------------------------------------------------------------------------
@@ -231,12 +229,8 @@ def recovered_share(before_removal: float, after_removal: float, after_relearn: 
 
 # --- at a run's chosen point --------------------------------------------------------------------
 
-QUANTIZATION_BITS = (8, 4)
-RELEARN_STEPS = (1, 5, 20)
-
-
 def robustness_at(edited: nn.Module, scale, unedited: nn.Module, never_seen: nn.Module | None, setting,
-                  lr: float, seed: int = 0) -> dict:
+                  lr: float, seed: int = 0, params: MetricsConfig | None = None) -> dict:
     """Quantization and relearning robustness of one edited state (the run's chosen point).
 
     quantization[bits]: the edited state's forgetting, gap closed and exact match after
@@ -246,11 +240,13 @@ def robustness_at(edited: nn.Module, scale, unedited: nn.Module, never_seen: nn.
     learning rate (dropped neurons kept dropped); loss and exact match on the other half, the
     recovered share of the removal's effect on that half, and the same fine-tuning from the
     never-seen model (how fast a model that never memorized them learns them).
+    The bit widths and step counts are `params.quantization_bits` and `params.relearn_steps`.
     """
+    params = params or MetricsConfig()
     scale_for = (lambda ids: scale) if scale is not None else None
     pad = setting.tokenizer.pad_token_id
     out = {"quantization": {}, "relearning": {}}
-    for bits in QUANTIZATION_BITS:
+    for bits in params.quantization_bits:
         edited_q = sequence_losses(quantize_weights(edited, bits), setting.repeated, pad, scale_for=scale_for)
         base_q = sequence_losses(quantize_weights(unedited, bits), setting.repeated, pad)
         out["quantization"][str(bits)] = {
@@ -262,8 +258,9 @@ def robustness_at(edited: nn.Module, scale, unedited: nn.Module, never_seen: nn.
         return out
     memorizing = sequence_losses(unedited, measure_on, pad).summary()["loss"]
     removed = sequence_losses(edited, measure_on, pad, scale_for=scale_for).summary()["loss"]
-    curve = relearn(edited, relearn_on, measure_on, pad, RELEARN_STEPS, lr, scale, seed)
-    reference = relearn(never_seen, relearn_on, measure_on, pad, RELEARN_STEPS, lr, None, seed) if never_seen else []
+    steps = params.relearn_steps
+    curve = relearn(edited, relearn_on, measure_on, pad, steps, lr, scale, seed)
+    reference = relearn(never_seen, relearn_on, measure_on, pad, steps, lr, None, seed) if never_seen else []
     for index, point in enumerate(curve):
         entry = {"loss": point.loss, "em": point.exact_match,
                  "recovered_share": recovered_share(memorizing, removed, point.loss)}

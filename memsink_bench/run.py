@@ -13,7 +13,7 @@ import inspect
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,12 +21,13 @@ import yaml
 
 from .checkpoints import (NOT_IN_KEY, evaluate_cached, get_checkpoint, git_commit, package_versions,
                           resolve_target, viewed_model)
-from .config import METHOD_SECTIONS, ExperimentConfig, data_dir, parse_override, typed_value
+from .config import (METHOD_SECTIONS, ExperimentConfig, MetricsConfig, data_dir, metrics_in_key, parse_override,
+                     typed_value)
 from .errors import UserError, did_you_mean
 from .kinds import NEVER_SEEN, NO_REP, STANDARD
 from .methods.base import MethodContext
 from .methods.registry import Entry, registry
-from .metrics import CLOSER_TO_ZERO, DIRECTIONS, measure_state, point_metrics, summarize_curve
+from .metrics import directions, measure_state, point_metrics, summarize_curve
 from .progress import progress
 from .record import IDENTITY_FORMAT, CheckpointInfo, Reference, ResultRecord, Seeds, State, Timings, record_path
 from .setting import Setting, setting_fingerprint
@@ -122,6 +123,7 @@ def plan_run(method_spec: str, config: ExperimentConfig, results: Path, checkpoi
     for field in NOT_IN_KEY:
         identity_config["train"].pop(field, None)
     identity_config["data"].pop("corpus_path", None)       # the content hash stands for it
+    identity_config = metrics_in_key(identity_config)       # default metric parameters leave the identity as it was
     path = identity_path(results, config.setting, config.preset, entry, method, grid, checkpoint_spec,
                          identity_config, setting_fingerprint(config.setting, config.data)[0], seed)
     return RunPlan(entry, entry.load(), method, grid, checkpoint_spec, path)
@@ -142,6 +144,7 @@ class Bases:
     never_seen_model: object = None   # ... and the model itself (relearning's reference)
     unedited: object = None           # the memorizing model forgetting is measured from (robustness)
     relearn_lr: float = 5e-5          # the training run's peak learning rate (pretrained: a fine-tuning rate)
+    params: MetricsConfig = field(default_factory=MetricsConfig)   # the attacks' and robustness' parameters
 
 
 def checkpoint_bases(plan: RunPlan, config: ExperimentConfig, setting: Setting, workdir: Path, progress: bool,
@@ -150,22 +153,25 @@ def checkpoint_bases(plan: RunPlan, config: ExperimentConfig, setting: Setting, 
     kind the kind it replaces (its own default view recorded beside)."""
     target = resolve_target(plan.checkpoint_spec, workdir, setting, config, progress, device)
     norep = get_checkpoint(workdir, setting, NO_REP, config, progress=progress, device=device)
-    reference = evaluate_cached(workdir, setting, norep, "model", norep.model)
+    params = config.metrics
+    reference = evaluate_cached(workdir, setting, norep, "model", norep.model, params=params)
     unseen = get_checkpoint(workdir, setting, NEVER_SEEN, config, progress=progress, device=device)
-    never_seen = evaluate_cached(workdir, setting, unseen, "model", unseen.model)
+    never_seen = evaluate_cached(workdir, setting, unseen, "model", unseen.model, params=params)
     info = CheckpointInfo(target.label, target.checkpoint.kind, target.view, str(target.checkpoint.directory),
                           target.checkpoint.manifest["train_seconds"])
     replaced = plan.method.scored_against()
     if replaced is None:
         model = viewed_model(target, config)
-        before = evaluate_cached(workdir, setting, target.checkpoint, target.view, model)
+        before = evaluate_cached(workdir, setting, target.checkpoint, target.view, model, params=params)
         return Bases(model, before, target.label, reference, str(norep.directory), info, {}, never_seen,
-                     unseen.model, model, config.train.lr)
+                     unseen.model, model, config.train.lr, params)
     standard = get_checkpoint(workdir, setting, replaced, config, progress=progress, device=device)
-    own_view = evaluate_cached(workdir, setting, target.checkpoint, "default", viewed_model(target, config))
-    return Bases(target.checkpoint.model, evaluate_cached(workdir, setting, standard, "model", standard.model),
-                 replaced, reference, str(norep.directory), info, {"checkpoint_default_view": own_view.means()},
-                 never_seen, unseen.model, standard.model, config.train.lr)
+    own_view = evaluate_cached(workdir, setting, target.checkpoint, "default", viewed_model(target, config),
+                               params=params)
+    before = evaluate_cached(workdir, setting, standard, "model", standard.model, params=params)
+    return Bases(target.checkpoint.model, before, replaced, reference, str(norep.directory), info,
+                 {"checkpoint_default_view": own_view.means()}, never_seen, unseen.model, standard.model,
+                 config.train.lr, params)
 
 
 def run_method(*, method_spec: str, config: ExperimentConfig, setting: Setting, workdir: Path, results: Path,
@@ -214,7 +220,8 @@ def sweep_record(plan: RunPlan, bases: Bases, setting: Setting, context: MethodC
             break
         knob, state_model, scale = item
         clock = time.perf_counter()
-        after = measure_state(state_model, setting, None if scale is None else (lambda ids, s=scale: s))
+        after = measure_state(state_model, setting, None if scale is None else (lambda ids, s=scale: s),
+                              params=bases.params)
         _check_finite(after.means(), entry.name, knob)
         points.append(point_metrics(knob, after, bases.before, bases.reference, bases.never_seen))
         if _better_within(points[-1], chosen[0] if chosen else None):
@@ -228,7 +235,8 @@ def sweep_record(plan: RunPlan, bases: Bases, setting: Setting, context: MethodC
 
         clock = time.perf_counter()
         extras["robustness"] = {"knob": chosen[0].knob, "relearn_lr": bases.relearn_lr, **robustness_at(
-            chosen[1], chosen[2], bases.unedited, bases.never_seen_model, setting, bases.relearn_lr, context.seed)}
+            chosen[1], chosen[2], bases.unedited, bases.never_seen_model, setting, bases.relearn_lr, context.seed,
+            bases.params)}
         robustness_seconds = time.perf_counter() - clock
     return ResultRecord(
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -242,8 +250,7 @@ def sweep_record(plan: RunPlan, bases: Bases, setting: Setting, context: MethodC
         timings=Timings(round(method_seconds, 3), round(eval_seconds, 3), round(time.perf_counter() - started, 3),
                         round(robustness_seconds, 3)),
         never_seen=bases.never_seen,
-        directions={**{k: ("higher" if v else "lower") for k, v in DIRECTIONS.items()},
-                    **{k: "closer to 0" for k in CLOSER_TO_ZERO}})
+        directions=directions(bases.params))
 
 
 def _better_within(point, best, budget: float = 0.05) -> bool:

@@ -75,6 +75,7 @@ def _setting_runs(args, methods, method_overrides):
 
 
 def _pretrained_runs(args, methods, method_overrides):
+    from ..config import metrics_config
     from ..methods.registry import registry
     from ..models import select_device
     from ..paragraphs import load_model, paragraphs_config, run_pretrained
@@ -83,6 +84,7 @@ def _pretrained_runs(args, methods, method_overrides):
     if args.checkpoint:
         raise UserError("--checkpoint does not apply to --model", "drop --checkpoint: the model is the checkpoint")
     config = paragraphs_config(args.model, args.paragraphs, args.heldout, args.overrides)
+    metrics = metrics_config(args.overrides)
     if args.method == "all":          # the training-time methods need their own checkpoints
         methods = [m for m in methods if registry().get(m).load().checkpoint_kind is None]
     check_writable(args.workdir)
@@ -91,7 +93,7 @@ def _pretrained_runs(args, methods, method_overrides):
     for name in methods:
         yield run_pretrained(method_spec=name, config=config, workdir=args.workdir, results=args.results,
                              method_overrides=method_overrides, device=device, force=args.force,
-                             progress=not args.quiet, seed=args.seed, loaded=loaded)
+                             progress=not args.quiet, seed=args.seed, loaded=loaded, metrics=metrics)
 
 
 def _points_table(record) -> str:

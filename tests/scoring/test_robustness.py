@@ -215,3 +215,20 @@ def test_a_per_example_scale_is_refused(removed):
     model, _, scale, relearn_on, measure_on = removed
     with pytest.raises(UserError):
         relearn(model, relearn_on, measure_on, 0, [1], 1e-3, scale=scale.expand(-1, 3, -1, -1))
+
+
+def test_robustness_at_reads_its_bit_widths_and_step_counts_from_the_metric_parameters(memorizing):
+    from types import SimpleNamespace
+
+    from memsink_bench.config import MetricsConfig
+    from memsink_bench.robustness import robustness_at
+
+    model, sequences = memorizing
+    setting = SimpleNamespace(repeated=sequences, tokenizer=SimpleNamespace(pad_token_id=0))
+    default = robustness_at(model, None, model, None, setting, lr=1e-3)
+    assert set(default["quantization"]) == {"8", "4"} and set(default["relearning"]) == {"1", "5", "20"}
+    chosen = robustness_at(model, None, model, None, setting, lr=1e-3,
+                           params=MetricsConfig(quantization_bits=[6], relearn_steps=[0, 2]))
+    assert set(chosen["quantization"]) == {"6"} and set(chosen["relearning"]) == {"0", "2"}
+    # zero steps is the model after removal, measured on the held-back half
+    assert chosen["relearning"]["0"]["loss"] == pytest.approx(chosen["relearning_base"]["after_removal_loss"])
