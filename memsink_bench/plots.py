@@ -294,3 +294,113 @@ def dynamics_figure(traces: dict[str, list[dict]], title: str | None = None) -> 
         if title:
             ax.set_title(title)
     return fig
+
+
+# --- (e) privacy and robustness at each row's chosen point ------------------------------------
+
+def roc_points(members, nonmembers) -> tuple[list[float], list[float]]:
+    """(false-positive rates, true-positive rates) of "score >= threshold means member", over every
+    distinct threshold from the highest score down; ties move both rates in one step."""
+    import numpy as np
+
+    members, nonmembers = np.asarray(members, float), np.asarray(nonmembers, float)
+    thresholds = np.unique(np.concatenate([members, nonmembers]))[::-1]
+    fpr = [0.0] + [float((nonmembers >= t).mean()) for t in thresholds]
+    tpr = [0.0] + [float((members >= t).mean()) for t in thresholds]
+    return fpr, tpr
+
+
+def chosen_point(record: ResultRecord):
+    """The point a record's robustness was measured at (its best gap closed within the primary
+    budget), or None when no point stays within it."""
+    robustness = (record.extras or {}).get("robustness")
+    if not robustness:
+        return None
+    return next((p for p in record.points if p.knob == robustness["knob"]), None)
+
+
+def robustness_figure(rows: list[list[ResultRecord]], title: str | None = None) -> Figure:
+    """(a) membership inference: ROC of the headline attack (Min-K%++), forget set against
+    never-seen held-out sequences, for the unedited model, the never-seen model and each row at
+    its chosen point (first seed drawn; the label gives the mean AUROC over seeds). The diagonal is
+    chance; a model that forgot sits on it, one that memorizes bends to the top left.
+    (b) relearning: loss of the held-back half of the forget set after fine-tuning on the other
+    half for 0..N steps, mean and one standard deviation over seeds; the memorizing model's loss
+    and the never-seen model's relearning curve for reference. A removal that holds stays high."""
+    import numpy as np
+
+    from .privacy import HEADLINE_ATTACK
+
+    with paper_style():
+        fig, (roc, relearn) = subplots(1, 2, width=DOUBLE_COLUMN, height=3.0)
+        roc.plot([0, 1], [0, 1], color="0.6", linewidth=0.8, linestyle=":", label="chance")
+        first = next((r for group in rows for r in group if r.before.per_sequence is not None
+                      and r.before.per_sequence.mia_repeated), None)
+        drawn_reference = False
+        for group in rows:
+            seeds = [r for r in group if chosen_point(r) is not None and chosen_point(r).per_sequence is not None
+                     and chosen_point(r).per_sequence.mia_repeated]
+            if not seeds:
+                continue
+            record, point = seeds[0], chosen_point(seeds[0])
+            aurocs = [chosen_point(r).mia_auroc[HEADLINE_ATTACK] for r in seeds if chosen_point(r).mia_auroc]
+            label = f"{curve_label(record)} ({np.mean(aurocs):.2f})"
+            roc.plot(*roc_points(point.per_sequence.mia_repeated, point.per_sequence.mia_validation),
+                     color=method_color(record.method), label=label, drawstyle="steps-post")
+            _relearning_line(relearn, seeds, curve_label(record), method_color(record.method))
+            if not drawn_reference:
+                _relearning_references(relearn, seeds)
+                drawn_reference = True
+        if first is not None:
+            for state, name, color in ((first.before, f"unedited {first.reference.before}", "black"),
+                                       (first.never_seen, "never-seen model", METHOD_COLORS["standard-no-rep"])):
+                if state is None or state.per_sequence is None or not state.per_sequence.mia_repeated:
+                    continue
+                auroc = (state.mia_auroc or {}).get(HEADLINE_ATTACK, float("nan"))
+                roc.plot(*roc_points(state.per_sequence.mia_repeated, state.per_sequence.mia_validation),
+                         color=color, linestyle="--", label=f"{name} ({auroc:.2f})", drawstyle="steps-post")
+        roc.set_xlim(0, 1)
+        roc.set_ylim(0, 1.01)
+        roc.set_xlabel("false-positive rate (held-out)")
+        roc.set_ylabel("true-positive rate (forget set)")
+        roc.set_title("(a) membership inference, Min-K%++ (AUROC)")
+        relearn.set_xlabel("relearning steps on half of the forget set")
+        relearn.set_ylabel("loss on the other half (nats)")
+        relearn.set_title("(b) relearning")
+        roc.legend(loc="lower right", fontsize=7)
+        relearn.legend(loc="upper right", fontsize=7)
+        if title:
+            fig.suptitle(title)
+    return fig
+
+
+def _relearning_curve(record: ResultRecord, key: str) -> list[tuple[int, float]]:
+    robustness = record.extras["robustness"]
+    curve = [(0, robustness["relearning_base"]["after_removal_loss"])] if key == "loss" else []
+    return curve + sorted((int(steps), entry[key]) for steps, entry in robustness["relearning"].items()
+                          if entry.get(key) is not None)
+
+
+def _relearning_line(ax, seeds: list[ResultRecord], label: str, color: str, key: str = "loss", **style) -> None:
+    import numpy as np
+
+    curves = [dict(_relearning_curve(r, key)) for r in seeds if (r.extras["robustness"].get("relearning"))]
+    steps = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
+    if not steps:
+        return
+    values = np.array([[c[s] for s in steps] for c in curves])
+    mean, sd = values.mean(axis=0), values.std(axis=0)
+    ax.plot(steps, mean, color=color, marker="o", markersize=3, label=label, **style)
+    if len(curves) > 1:
+        ax.fill_between(steps, mean - sd, mean + sd, color=color, alpha=0.18, linewidth=0)
+
+
+def _relearning_references(ax, seeds: list[ResultRecord]) -> None:
+    memorizing = [r.extras["robustness"]["relearning_base"]["memorizing_loss"] for r in seeds
+                  if r.extras["robustness"].get("relearning_base")]
+    if memorizing:
+        ax.axhline(sum(memorizing) / len(memorizing), color="black", linestyle="--", linewidth=1.0,
+                   label="memorizing model")
+    if any("never_seen_loss" in e for r in seeds for e in r.extras["robustness"].get("relearning", {}).values()):
+        _relearning_line(ax, seeds, "never-seen model", METHOD_COLORS["standard-no-rep"], key="never_seen_loss",
+                         linestyle=":")

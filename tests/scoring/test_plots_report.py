@@ -206,3 +206,58 @@ def test_a_torn_record_beside_readable_ones_is_named_not_silently_skipped(tmp_pa
     assert [r.path.name for r in records] == [committed.name]
     err = capsys.readouterr().err
     assert "skipped" in err and str(folder / "torn.json") in err
+
+
+# --- the privacy and robustness figure ---------------------------------------------------------
+
+def test_roc_points_golden_values():
+    # members 0.9, 0.4; non-members 0.5, 0.1: thresholds 0.9, 0.5, 0.4, 0.1
+    fpr, tpr = plots.roc_points([0.9, 0.4], [0.5, 0.1])
+    assert fpr == [0.0, 0.0, 0.5, 0.5, 1.0] and tpr == [0.0, 0.5, 0.5, 1.0, 1.0]
+    fpr, tpr = plots.roc_points([1.0, 1.0], [1.0, 0.0])          # a tie moves both rates at once
+    assert fpr == [0.0, 0.5, 1.0] and tpr == [0.0, 1.0, 1.0]
+
+
+def with_robustness(record: ResultRecord, seed: int, relearned: list[float]) -> ResultRecord:
+    """`record` with per-sequence attack scores at its first point and a relearning curve there."""
+    import copy
+
+    from memsink_bench.record import PerSequence
+
+    record = copy.deepcopy(record)
+    record.seeds = Seeds(seed, seed, 0)
+    record.config = {"train": {"seed": seed}, "data": {"seed": 0}}
+    per_sequence = PerSequence([0.1] * 2, [0.1] * 2, [1] * 2, [3.0] * 2, [3.0] * 2, [0] * 2, [3.0] * 2,
+                               mia_repeated=[0.9, 0.4], mia_validation=[0.5, 0.1])
+    record.points[0].per_sequence, record.points[0].mia_auroc = per_sequence, {"min_k_plus_plus": 0.75}
+    record.before.per_sequence, record.before.mia_auroc = per_sequence, {"min_k_plus_plus": 0.75}
+    record.extras = {"robustness": {
+        "knob": record.points[0].knob, "relearn_lr": 1e-3,
+        "relearning_base": {"memorizing_loss": 0.2, "after_removal_loss": 2.0},
+        "relearning": {str(s): {"loss": v, "never_seen_loss": 4.0 - s / 10} for s, v in zip((1, 5, 20), relearned)}}}
+    return record
+
+
+def test_robustness_figure_draws_the_roc_and_the_mean_relearning_curve_over_seeds():
+    seeds = [with_robustness(RECORDS["ig__standard"], 0, [1.0, 0.6, 0.4]),
+             with_robustness(RECORDS["ig__standard"], 1, [1.4, 0.8, 0.6])]
+    figure = plots.robustness_figure([seeds])
+    roc, relearn = figure.axes[:2]
+    lines = {line.get_label(): line for line in roc.get_lines()}
+    assert list(lines["ig (0.75)"].get_xdata()) == [0.0, 0.0, 0.5, 0.5, 1.0]
+    assert "unedited standard (0.75)" in lines and "chance" in lines
+    curves = {line.get_label(): line for line in relearn.get_lines()}
+    assert list(curves["ig"].get_xdata()) == [0, 1, 5, 20]
+    assert list(curves["ig"].get_ydata()) == pytest.approx([2.0, 1.2, 0.7, 0.5])
+    assert list(curves["memorizing model"].get_ydata()) == pytest.approx([0.2, 0.2])
+    assert list(curves["never-seen model"].get_ydata()) == pytest.approx([3.9, 3.5, 2.0])
+
+
+def test_cli_plot_robustness_needs_records_with_robustness(results, capsys):
+    argv = ["plot", "robustness", "--setting", SETTING, "--preset", PRESET, "--results", str(results)]
+    assert main(argv) == 2
+    assert "no records with robustness results" in capsys.readouterr().err
+    path = results / "records" / f"{SETTING}-{PRESET}" / "ig__standard.json"
+    path.write_text(json.dumps(with_robustness(RECORDS["ig__standard"], 0, [1.0, 0.6, 0.4]).to_dict()))
+    assert main(argv) == 0
+    assert (results / "figures" / f"robustness_{SETTING}-{PRESET}.png").is_file()
