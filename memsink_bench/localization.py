@@ -14,7 +14,10 @@ union) on the sequence-free `mean` view post-hoc methods edit is scored by:
 - the causal check: the sequence's forgetting (its loss after - before) when its k top-scored
   neurons are dropped, against the forgetting when its own sinks are dropped, at equal k. Agreement
   with the design is not the whole story (the sinks hold only part of the memorization), so this
-  says whether the method's choice matters as much as the design's.
+  says whether the method's choice matters as much as the design's. Dropping shared neurons makes
+  every sequence worse, so each drop's degradation (the validation loss increase on
+  DEGRADATION_SEQUENCES held-out stories) is measured too, and the check is also given net of it:
+  net forgetting = forgetting - degradation, what the drop removed beyond what it broke.
 
 Chance levels: precision@k over all neurons = the own sinks' share of all neurons; within the pool
 = their share of the pool; AUROC 0.5.
@@ -49,6 +52,9 @@ def auroc_of(scores: torch.Tensor, truth: torch.Tensor, candidates: torch.Tensor
     return auroc(flat_scores[flat_truth], flat_scores[~flat_truth])
 
 
+DEGRADATION_SEQUENCES = 64     # held-out stories the causal check's degradation is measured on
+
+
 def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Boolean [layers, d_mlp]: the k highest scores over all layers together."""
     mask = torch.zeros(scores.numel(), dtype=torch.bool)
@@ -66,6 +72,12 @@ def localization_table(method, model, context, setting, own: torch.Tensor, pool:
     layers = None
     rows, seconds = [], 0.0
     pad = context.pad_id
+    held = setting.validation.subset(range(min(DEGRADATION_SEQUENCES, len(setting.validation))))
+    held_before = float(sequence_losses(model, held, pad).whole.mean())
+
+    def dropped(sequences, mask):
+        return sequence_losses(model, sequences, pad, scale_for=lambda ids, d=mask: drop_neurons_scale(d).to(ids.device))
+
     for start in range(0, len(setting.repeated), group_size):
         indices = list(range(start, min(start + group_size, len(setting.repeated))))
         group = setting.repeated.subset(indices)
@@ -79,18 +91,21 @@ def localization_table(method, model, context, setting, own: torch.Tensor, pool:
         in_pool = pool[None, :].expand(layers, -1)
         k = int(truth.sum())
         before = sequence_losses(model, group, pad).whole
-        by_method = sequence_losses(model, group, pad, scale_for=lambda ids, d=top_k_mask(scores, k):
-                                    drop_neurons_scale(d).to(ids.device)).whole
-        by_design = sequence_losses(model, group, pad, scale_for=lambda ids, d=truth.clone():
-                                    drop_neurons_scale(d).to(ids.device)).whole
+        method_mask, design_mask = top_k_mask(scores, k), truth.clone()
+        by_method, by_design = dropped(group, method_mask).whole, dropped(group, design_mask).whole
+        forgetting_method, forgetting_design = float((by_method - before).mean()), float((by_design - before).mean())
+        degradation_method = float(dropped(held, method_mask).whole.mean()) - held_before
+        degradation_design = float(dropped(held, design_mask).whole.mean()) - held_before
         rows.append({"sequences": indices, "k": k,
                      "precision_all": precision_at_k(scores, truth), "auroc_all": auroc_of(scores, truth),
                      "precision_pool": precision_at_k(scores, truth, in_pool),
                      "auroc_pool": auroc_of(scores, truth, in_pool),
                      "chance_all": float(truth.float().mean()),
                      "chance_pool": float(truth[in_pool].float().mean()),
-                     "forgetting_method_top_k": float((by_method - before).mean()),
-                     "forgetting_own_sinks": float((by_design - before).mean())})
+                     "forgetting_method_top_k": forgetting_method, "forgetting_own_sinks": forgetting_design,
+                     "degradation_method_top_k": degradation_method, "degradation_own_sinks": degradation_design,
+                     "net_method_top_k": forgetting_method - degradation_method,
+                     "net_own_sinks": forgetting_design - degradation_design})
     return rows, seconds
 
 
@@ -101,13 +116,19 @@ def summarize(rows: list[dict]) -> dict:
     rng = np.random.default_rng(0)
     summary = {}
     for name in ("precision_all", "auroc_all", "precision_pool", "auroc_pool", "chance_all", "chance_pool",
-                 "forgetting_method_top_k", "forgetting_own_sinks"):
+                 "forgetting_method_top_k", "forgetting_own_sinks", "degradation_method_top_k",
+                 "degradation_own_sinks", "net_method_top_k", "net_own_sinks"):
+        if any(name not in row for row in rows):          # a report written before the net check existed
+            continue
         values = np.array([row[name] for row in rows], dtype=float)
         draws = values[rng.integers(0, len(values), (2000, len(values)))].mean(axis=1)
         summary[name] = {"mean": float(values.mean()),
                          "interval": [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]}
     own, top = summary["forgetting_own_sinks"]["mean"], summary["forgetting_method_top_k"]["mean"]
     summary["causal_ratio"] = top / own if abs(own) > 1e-9 else None
+    if "net_own_sinks" in summary:
+        own, top = summary["net_own_sinks"]["mean"], summary["net_method_top_k"]["mean"]
+        summary["net_ratio"] = top / own if abs(own) > 1e-9 else None
     return summary
 
 
@@ -127,18 +148,26 @@ def own_sinks(config, setting, model) -> tuple[torch.Tensor, torch.Tensor]:
 def render(report: dict) -> str:
     """The localization table (markdown), with the chance levels under it."""
     lines = ["| method | precision@k (all) | AUROC (all) | precision@k (sink pool) | AUROC (sink pool) | "
-             "forgetting: method top-k / own sinks | localizer s |", "|---|---|---|---|---|---|---|"]
+             "forgetting: method top-k / own sinks | degradation: method top-k / own sinks | "
+             "net (forgetting - degradation): method top-k / own sinks | localizer s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+
+    def pair(summary, key, ratio=None):
+        if f"{key}_own_sinks" not in summary:
+            return "-"
+        text = f"{summary[f'{key}_method_top_k']['mean']:.3f} / {summary[f'{key}_own_sinks']['mean']:.3f}"
+        return text + (f" ({ratio:.2f}x)" if ratio is not None else "")
 
     def cell(summary, key):
         value = summary[key]
         return f"{value['mean']:.3f} [{value['interval'][0]:.3f}, {value['interval'][1]:.3f}]"
 
     for name, found in report["methods"].items():
-        summary, ratio = found["summary"], found["summary"]["causal_ratio"]
+        summary = found["summary"]
         lines.append(f"| {name} | {cell(summary, 'precision_all')} | {cell(summary, 'auroc_all')} | "
                      f"{cell(summary, 'precision_pool')} | {cell(summary, 'auroc_pool')} | "
-                     f"{summary['forgetting_method_top_k']['mean']:.3f} / {summary['forgetting_own_sinks']['mean']:.3f}"
-                     f"{f' ({ratio:.2f}x)' if ratio is not None else ''} | {found['localizer_seconds']:.1f} |")
+                     f"{pair(summary, 'forgetting', summary['causal_ratio'])} | {pair(summary, 'degradation')} | "
+                     f"{pair(summary, 'net', summary.get('net_ratio'))} | {found['localizer_seconds']:.1f} |")
     first = next(iter(report["methods"].values()))["summary"]
     lines.append(f"\nchance: precision@k {first['chance_all']['mean']:.3f} over all neurons, "
                  f"{first['chance_pool']['mean']:.3f} within the sink pool; AUROC 0.5. Intervals: 95% bootstrap "

@@ -53,6 +53,12 @@ def test_localize_cli_scores_against_the_memsinks_sinks(tmp_path, session_workdi
     low, high = random["precision_pool"]["interval"]
     assert low - 0.1 < chance_pool < high + 0.1 and abs(random["auroc_pool"]["mean"] - 0.5) < 0.1
     assert len(report["methods"]["ig"]["groups"]) == 4       # one group per forget sequence (smoke: 4)
+    for row in report["methods"]["ig"]["groups"]:             # the causal check net of the drop's degradation
+        assert row["net_own_sinks"] == pytest.approx(row["forgetting_own_sinks"] - row["degradation_own_sinks"])
+        assert row["net_method_top_k"] == pytest.approx(row["forgetting_method_top_k"] - row["degradation_method_top_k"])
+        assert row["degradation_own_sinks"] != 0.0            # dropping neurons of a trained model changes its loss
+    table = (tmp_path / "analyses" / "ts-canary-smoke" / "memsinks-mean" / "localization.md").read_text()
+    assert "net (forgetting - degradation)" in table
     assert main([*argv[:-6], "--methods", "sparse-ft", "--workdir", str(session_workdir),
                  "--results", str(tmp_path)]) == 2
     assert "is not a localizer" in capsys.readouterr().err
