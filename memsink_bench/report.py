@@ -71,6 +71,18 @@ def write_tradeoff(records: list[ResultRecord], results: Path, setting: str, pre
     return save_figure(figure, tradeoff_stem(results, setting, preset))
 
 
+def write_pareto(records: list[ResultRecord], results: Path, setting: str, preset: str) -> list[Path]:
+    """The Pareto-front figure of the leaderboard's rows (each chosen configuration, all its seeds)."""
+    from .plots import pareto_figure, save_figure
+
+    mine = [r for r in records if r.setting == setting and r.preset == preset]
+    if not mine:
+        return []
+    rows = list(leaderboard_frame(mine, with_intervals=False)["_records"])
+    figure = pareto_figure(rows, title=f"{setting} ({preset} preset): gap closed within each degradation budget")
+    return save_figure(figure, results / "figures" / f"pareto_{setting}-{preset}")
+
+
 def write_robustness(records: list[ResultRecord], results: Path, setting: str, preset: str) -> list[Path]:
     """The membership-inference ROC and relearning figure of the leaderboard's rows at their chosen
     points; nothing when no record of the setting carries robustness results (schema 1 records)."""
@@ -211,6 +223,7 @@ def build_report(results_dir: Path) -> list[Path]:
     written = write_leaderboards(records, results)
     for setting, preset in records_by_setting(records):
         written += write_tradeoff(records, results, setting, preset)
+        written += write_pareto(records, results, setting, preset)
         written += write_robustness(records, results, setting, preset)
     for path in sorted((results / "analyses").glob(f"*/{CURVES_FILE}")):
         written += render_training_curves(path, results)
@@ -268,6 +281,8 @@ def _setting_figures(results: Path, records: list[dict]) -> list[str]:
     for setting, preset in sorted(pairs):
         parts.append(f"<h2>{html.escape(setting)} ({html.escape(preset)} preset)</h2>")
         for stem, caption in ((tradeoff_stem(results, setting, preset), "forgetting vs degradation"),
+                              (results / "figures" / f"pareto_{setting}-{preset}",
+                               "best gap closed within each degradation budget"),
                               (results / "figures" / f"robustness_{setting}-{preset}",
                                "membership inference and relearning at the chosen point"),
                               (results / "figures" / f"training-curves_{setting}-{preset}", "training curves")):

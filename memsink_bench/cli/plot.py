@@ -14,13 +14,14 @@ def register(sub) -> None:
         formatter_class=RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  memsink-bench plot tradeoff --setting ts-canary            # from results/records\n"
+               "  memsink-bench plot pareto --setting ts-canary              # gap closed within every budget\n"
                "  memsink-bench plot robustness --setting ts-canary          # MIA ROC and relearning curves\n"
                "  memsink-bench plot training-curves --setting ts-repetition  # from trained checkpoints\n"
                "  memsink-bench plot sweep --setting ts-repetition --parameter data.id_noise --values 0,0.1,0.5\n"
                "  memsink-bench plot dynamics --setting ts-repetition --set data.n_repeated=1 --set data.repetitions=8\n"
                "      (after training standard and memsinks with those --set and --set train.trace_repeated=true)\n"
                "figures go to results/figures/<figure>_<setting>-<preset>.{pdf,png}")
-    plot.add_argument("figure", choices=["tradeoff", "robustness", "training-curves", "sweep", "dynamics"])
+    plot.add_argument("figure", choices=["tradeoff", "pareto", "robustness", "training-curves", "sweep", "dynamics"])
     setting_options(plot)
     plot.add_argument("--parameter", default="memsinks.sink_fraction",
                       help="sweep: the swept field, e.g. memsinks.sink_fraction or data.id_noise")
@@ -33,11 +34,12 @@ def handle(args) -> int:
     from ..config import load_config
     from ..leaderboard import load_records
     from ..report import (render_training_curves, save_training_curves, training_curves_from_checkpoints,
-                          write_robustness, write_tradeoff)
+                          write_pareto, write_robustness, write_tradeoff)
 
     config = load_config(args.setting, args.preset, args.overrides)
-    if args.figure == "tradeoff":
-        written = write_tradeoff(load_records(args.results), args.results, config.setting, config.preset)
+    if args.figure in ("tradeoff", "pareto"):
+        write = write_tradeoff if args.figure == "tradeoff" else write_pareto
+        written = write(load_records(args.results), args.results, config.setting, config.preset)
         if not written:
             raise UserError(f"no result records for {config.setting} ({config.preset}) under {args.results}",
                             f"run `memsink-bench run --method ... --setting {config.setting} --preset {config.preset}` first")

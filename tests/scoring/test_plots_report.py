@@ -261,3 +261,19 @@ def test_cli_plot_robustness_needs_records_with_robustness(results, capsys):
     path.write_text(json.dumps(with_robustness(RECORDS["ig__standard"], 0, [1.0, 0.6, 0.4]).to_dict()))
     assert main(argv) == 0
     assert (results / "figures" / f"robustness_{SETTING}-{PRESET}.png").is_file()
+
+
+def test_pareto_front_is_the_best_gap_closed_within_each_budget():
+    # ig: gap closed 0.1 at 0.01 nats, 0.3 at 0.05 (make_record: gap = forgetting / 4)
+    figure = plots.pareto_figure([[RECORDS["ig__standard"]]])
+    line = next(line for line in figure.axes[0].get_lines() if line.get_label() == "ig")
+    x, y = list(line.get_xdata()), list(line.get_ydata())
+    at = {round(a, 3): b for a, b in zip(x, y)}
+    assert at[0.0] == 0.0 and at[0.01] == pytest.approx(0.1) and at[0.04] == pytest.approx(0.1)
+    assert at[0.05] == pytest.approx(0.3) and at[0.5] == pytest.approx(0.3)
+    assert all(b >= a for a, b in zip(y, y[1:]))          # a larger budget never closes less
+
+
+def test_cli_plot_pareto(results):
+    assert main(["plot", "pareto", "--setting", SETTING, "--preset", PRESET, "--results", str(results)]) == 0
+    assert (results / "figures" / f"pareto_{SETTING}-{PRESET}.png").is_file()
