@@ -19,7 +19,7 @@ import yaml
 
 from .errors import UserError, did_you_mean
 
-CORPORA = ("synthetic-stories", "tinystories", "file")
+CORPORA = ("synthetic-stories", "classic-prose", "tinystories", "file")
 MASK_FUNCTIONS = ("counter", "reference")
 TRACKERS = ("none", "tensorboard", "wandb", "mlflow")   # accelerate trackers (train.log_with)
 
@@ -40,7 +40,7 @@ def _fraction(name: str, value: float, *, closed_low=True, closed_high=True) -> 
 class DataConfig:
     """How the controlled training data of a setting is built."""
 
-    corpus: str = "synthetic-stories"   # synthetic-stories | tinystories | file
+    corpus: str = "synthetic-stories"   # synthetic-stories | classic-prose | tinystories | file
     corpus_path: str | None = None      # .txt (one document a line), .jsonl (`text`), .parquet
     n_repeated: int = 32                # distinct stories repeated many times
     repetitions: int = 32               # times each repeated story appears per epoch

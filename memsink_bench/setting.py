@@ -191,8 +191,8 @@ def build_setting(name: str, data: DataConfig, documents: list[str] | None = Non
 def corpus_label(data: DataConfig) -> str:
     if data.corpus == "file":
         return f"file:{Path(data.corpus_path).name}"
-    if data.corpus == "tinystories" and data.corpus_path:
-        return f"tinystories:{Path(data.corpus_path).name}"
+    if data.corpus in ("tinystories", "classic-prose") and data.corpus_path:
+        return f"{data.corpus}:{Path(data.corpus_path).name}"
     return data.corpus
 
 

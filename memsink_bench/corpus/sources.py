@@ -1,4 +1,5 @@
-"""Where a setting's documents come from: the built-in synthetic stories, TinyStories, or a file.
+"""Where a setting's documents come from: the built-in synthetic stories, public-domain fiction
+(classic-prose), TinyStories, or a file.
 
 Every source returns a list of documents; the setting builder hashes what it used, and that hash
 travels with every checkpoint and result so that numbers from different corpora never mix.
@@ -19,12 +20,15 @@ def load_documents(corpus: str, n_needed: int, seed: int, path: str | None = Non
     if corpus == "synthetic-stories":
         from .synthetic import generate_stories
         documents = generate_stories(n_needed, seed)
+    elif corpus == "classic-prose":
+        from .prose import load_classic_prose
+        documents = load_classic_prose(path)
     elif corpus == "tinystories":
         documents = load_tinystories(n_needed, path)
     elif corpus == "file":
         documents = read_document_file(Path(path))
     else:
-        raise UserError(f"unknown corpus '{corpus}'", "use synthetic-stories, tinystories or file")
+        raise UserError(f"unknown corpus '{corpus}'", "use synthetic-stories, classic-prose, tinystories or file")
     documents = [" ".join(d.split()) for d in documents if d and d.strip()]
     if len(documents) < n_needed:
         raise UserError(f"corpus '{corpus}' has {len(documents)} usable documents but the setting "
