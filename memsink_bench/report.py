@@ -216,6 +216,22 @@ def render_dynamics(path: Path, results: Path) -> list[Path]:
 
 # --- the whole report ------------------------------------------------------------------------
 
+def _scaling(results: Path, records: list[ResultRecord]) -> list[Path]:
+    """The scaling table and figure per setting: this directory's records, and those of any
+    results directory inside it (e.g. results/prose/, another corpus), one line per corpus."""
+    from .scaling import write_scaling
+
+    sources = {}
+    for directory in [results, *sorted(p.parent for p in results.glob("*/records") if p.is_dir())]:
+        found = records if directory == results else load_records(directory)
+        for record in found:
+            sources.setdefault(record.corpus, []).append(record)
+    written = []
+    for setting in sorted({r.setting for rs in sources.values() for r in rs}):
+        written += write_scaling(results, setting, sources)
+    return written
+
+
 def build_report(results_dir: Path) -> list[Path]:
     """Rebuild every table and figure under `results_dir` from stored outputs; returns the paths."""
     results = Path(results_dir)
@@ -225,6 +241,7 @@ def build_report(results_dir: Path) -> list[Path]:
         written += write_tradeoff(records, results, setting, preset)
         written += write_pareto(records, results, setting, preset)
         written += write_robustness(records, results, setting, preset)
+    written += _scaling(results, records)
     for path in sorted((results / "analyses").glob(f"*/{CURVES_FILE}")):
         written += render_training_curves(path, results)
     for path in sorted((results / "analyses").glob(f"*/{SWEEP_PREFIX}*.json")):
@@ -294,6 +311,9 @@ def _setting_figures(results: Path, records: list[dict]) -> list[str]:
         for png in sorted((results / "figures").glob(f"sweep-*_{setting}-{preset}.png")):
             parameter = png.stem[len("sweep-"):-len(f"_{setting}-{preset}")]
             parts.append(_figure(results, png, f"{setting} {preset}: MemSinks sweep over {parameter}"))
+    for png in sorted((results / "figures").glob("scaling_*.png")):
+        parts.append(f"<h2>{html.escape(png.stem[len('scaling_'):])}: model size</h2>")
+        parts.append(_figure(results, png, f"{png.stem[len('scaling_'):]}: gap closed against model size"))
     return parts
 
 
