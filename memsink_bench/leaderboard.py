@@ -29,6 +29,7 @@ import pandas as pd
 from .errors import UserError
 from .intervals import best_within, intervals, paired_difference, pareto_auc, point_value
 from .metrics import AUC_MAX_DEGRADATION, DIRECTIONS, best_point
+from .protocol import REPORTED, Protocol, protocol_of
 from .record import ResultRecord, load_records  # noqa: F401  (load_records: the leaderboard's reader)
 
 BUDGETS_SHOWN = (0.02, 0.05, 0.1, 0.2)
@@ -155,11 +156,18 @@ def _row(key: tuple, replicates: list[ResultRecord]) -> dict:
 
 
 def leaderboard_frame(records: list[ResultRecord], setting: str | None = None, preset: str | None = None,
-                      with_intervals: bool = True) -> pd.DataFrame:
-    groups = _replicate_groups(records, setting, preset)
+                      with_intervals: bool = True, protocol: Protocol | None = None) -> pd.DataFrame:
+    """One row per (setting, preset, group, method, checkpoint): its chosen configuration's seeds.
+    `protocol` (default: the records' results directory's `protocol.yaml`, if any) chooses each
+    row's configuration on selection seeds and reports it on the others (protocol.py)."""
+    protocol = protocol if protocol is not None else protocol_of(records)
+    selection = [r for r in records if protocol is not None and protocol.selects(r)]
+    reported = [r for r in records if protocol is None or not protocol.selects(r)]
+    groups = _replicate_groups(reported, setting, preset)
     if not groups:
         raise UserError("no result records match", "run `memsink-bench run --method ... --setting ...` first")
     frame = pd.DataFrame([_row(key, replicates) for key, replicates in groups.items()])
+    frame = _choice_columns(frame, _replicate_groups(selection, setting, preset), protocol)
     corpora = frame.groupby(["setting", "preset"])["corpus_hash"].nunique()
     if (corpora > 1).any():
         mixed = corpora[corpora > 1].index[0]
@@ -167,9 +175,10 @@ def leaderboard_frame(records: list[ResultRecord], setting: str | None = None, p
                         "move records of other corpora out of the results directory; results must not mix")
     key = ["setting", "preset", "group", "method", "checkpoint"]
     frame["configs"] = frame.groupby(key)["_configuration"].transform("size")
-    # the best mean; ties go to the larger AUC, then to the configuration's text (never to file order)
-    frame = (frame.sort_values([RANK_BY, "Pareto AUC", "_configuration"], ascending=[False, False, True], kind="stable")
-             .drop_duplicates(key))
+    # the best selection score (protocol) or mean; ties go to the larger AUC, then to the
+    # configuration's text (never to file order)
+    frame = (frame.sort_values(["_choose", "_choose_auc", "_configuration"], ascending=[False, False, True],
+                               kind="stable").drop_duplicates(key))
     frame = frame.sort_values(["setting", "preset", "group", RANK_BY, "Pareto AUC"],
                               ascending=[True, True, True, False, False], kind="stable").reset_index(drop=True)
     frame["flags"] = _swap_flags(frame)
@@ -180,7 +189,26 @@ def leaderboard_frame(records: list[ResultRecord], setting: str | None = None, p
         frame["_intervals"] = [intervals(r, STATISTICS) for r in frame["_records"]]
     else:
         frame["_intervals"] = [{} for _ in range(len(frame))]
-    return frame.drop(columns=["_configuration", "_control_close"])
+    return frame.drop(columns=["_configuration", "_control_close", "_choose", "_choose_auc"])
+
+
+def _choice_columns(frame: pd.DataFrame, selection: dict[tuple, list[ResultRecord]],
+                    protocol: Protocol | None) -> pd.DataFrame:
+    """`_choose`/`_choose_auc`: what picks a row's configuration (its selection-seed score under a
+    protocol, else its reported mean), and `selected on` saying which. Within a row, once any
+    configuration has selection runs, a configuration without them cannot be chosen."""
+    columns = ["setting", "preset", "corpus", "corpus_hash", "group", "method", "checkpoint", "_configuration"]
+    keys = list(frame[columns].itertuples(index=False, name=None))
+    criterion = STATISTICS[protocol.criterion] if protocol is not None else None
+    scores = [(point_value(selection[k], criterion), point_value(selection[k], STATISTICS["Pareto AUC"]))
+              if criterion is not None and k in selection else None for k in keys]
+    frame["_choose"] = [s[0] if s else v for s, v in zip(scores, frame[RANK_BY])]
+    frame["_choose_auc"] = [s[1] if s else v for s, v in zip(scores, frame["Pareto AUC"])]
+    frame["selected on"] = [protocol.label() if s else REPORTED for s in scores]
+    row_key = ["setting", "preset", "group", "method", "checkpoint"]
+    has_selection = frame.groupby(row_key)["selected on"].transform(lambda v: (v != REPORTED).any())
+    frame.loc[has_selection & (frame["selected on"] == REPORTED), "_choose"] = float("-inf")
+    return frame
 
 
 def _swap_flags(frame: pd.DataFrame) -> list[str]:
@@ -234,7 +262,7 @@ def render(frame: pd.DataFrame, fmt: str) -> str:
             return spec.format(value) + (f" [{band[0]:.3f}, {band[1]:.3f}]" if band else "")
         shown[name] = [cell(v, b) for v, b in zip(shown[name], shown["_intervals"])]
     order = ["setting", "preset", "corpus", "group", "method", "checkpoint", *[c for c, _, _ in COLUMNS],
-             SD_COLUMN, "seeds", "configs", "vs control", "needs", "flags"]
+             SD_COLUMN, "seeds", "configs", "selected on", "vs control", "needs", "flags"]
     shown = shown[order].rename(columns={name: name + _arrow(metric) for name, metric, _ in COLUMNS})
     if fmt == "csv":
         return shown.to_csv(index=False)

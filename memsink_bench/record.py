@@ -216,14 +216,15 @@ class ResultRecord:
     # --- what consumers ask ------------------------------------------------------------------
 
     def configuration(self) -> str:
-        """Everything that defines the run except its seeds and the knobs that never change a
-        result (device, threads, tracker): replicates share this key."""
+        """Everything that defines the run except its seeds (training, method and data seed) and
+        the knobs that never change a result (device, threads, tracker): replicates share this key."""
         from .checkpoints import NOT_IN_KEY
 
         from .config import metrics_in_key
 
         config = metrics_in_key(json.loads(json.dumps(self.config)))
         config.get("train", {}).pop("seed", None)
+        config.get("data", {}).pop("seed", None)        # a seed too: replicates may each draw their own forget set
         for name in NOT_IN_KEY:
             config.get("train", {}).pop(name, None)
         return json.dumps({"hyperparameters": self.hyperparameters, "grid": self.grid, "config": config,

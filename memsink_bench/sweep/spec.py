@@ -13,6 +13,7 @@ runs:                                # method runs; the checkpoints they need ar
     set: {sweep.ratios: [0.1]}       # one value per key, passed as --set key=value
     grid: {method.lr: [1e-4, 1e-3]}  # every combination of the lists
     seeds: [0, 1]                    # seed s: --set train.seed=s and --seed s (paired)
+    seed_fields: [train.seed, data.seed]   # what else a seed sets (default [train.seed]): its own forget set
 analyses:
   - {settings: [ts-canary], analyses: [rare-tokens], checkpoints: [standard]}
 collect: ["report"]                  # commands run once every job is done (report, plot, leaderboard)
@@ -39,7 +40,8 @@ from ..config import SAFE_NAME, load_config
 from ..errors import UserError, did_you_mean
 
 ACTIONS = ("train", "run", "analyze")
-COMMON_KEYS = ("settings", "presets", "set", "grid", "seeds")
+COMMON_KEYS = ("settings", "presets", "set", "grid", "seeds", "seed_fields")
+SEED_FIELDS = ("train.seed", "data.seed")     # config fields a sweep seed may set (besides the method seed)
 GROUP_KEYS = {
     "trainings": (*COMMON_KEYS, "kinds"),
     "runs": (*COMMON_KEYS, "methods", "checkpoints", "method_seeds"),
@@ -239,8 +241,13 @@ class _Expander:
                 raise UserError(f"{where}: '{key}' is not a section.key name", "e.g. train.lr or method.lr")
             if key == "train.threads":
                 raise UserError(f"{where}: train.threads is set by the engine", "use engine.threads or --threads")
-            if key == "train.seed" and "seeds" in group:
-                raise UserError(f"{where}: train.seed is given by `seeds`", "drop it from set/grid")
+        seed_fields = _list(group.get("seed_fields", ["train.seed"]), f"{where} seed_fields")
+        for key in seed_fields:
+            if key not in SEED_FIELDS:
+                raise UserError(f"{where}: seed_fields '{key}' is not a seed field", did_you_mean(key, SEED_FIELDS))
+        for key in [*fixed, *grid]:
+            if key in seed_fields and "seeds" in group:
+                raise UserError(f"{where}: {key} is given by `seeds`", "drop it from set/grid")
         grid_values = [_grid_values(values, f"{where}.grid {key}") for key, values in grid.items()]
         seeds = _list(group["seeds"], f"{where} seeds", int) if "seeds" in group else [None]
         for setting in _list(group.get("settings"), f"{where} settings"):
@@ -251,7 +258,7 @@ class _Expander:
                     method = tuple(s for s in sets if s.split(".", 1)[0] in ("method", "sweep"))
                     config_sets = [s for s in sets if s not in method]
                     for seed in seeds:
-                        seed_set = [] if seed is None else [f"train.seed={seed}"]
+                        seed_set = [] if seed is None else [f"{key}={seed}" for key in seed_fields]
                         yield (self.local_path(setting), preset, (*config_sets, *seed_set, *self.extra_sets),
                                method, seed or 0)
 

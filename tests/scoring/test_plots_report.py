@@ -187,8 +187,13 @@ def test_leaderboard_averages_seeds_and_picks_configurations_by_their_mean():
     assert row["gap closed @0.05"] == pytest.approx(0.24)
     assert row["sd @0.05"] == pytest.approx(0.0141421, abs=1e-6)
     other_data = replicate(1e-4, 3, 0.9)
-    other_data.config["data"]["seed"] = 1              # a different setting is not a replicate
-    rows = leaderboard_frame([*records, other_data]).to_dict("records")
+    other_data.config["data"]["seed"] = 3              # its own forget set: still a replicate (a seed)
+    other_data.seeds = Seeds(method=3, train=3, data=3)
+    [row] = leaderboard_frame([*records, other_data]).to_dict("records")
+    assert row["configs"] == 2 and row["seeds"] == 4 and row["gap closed @0.05"] == pytest.approx(0.375)
+    other_setting = replicate(1e-4, 4, 0.9)
+    other_setting.config["data"]["n_single"] = 10      # a different setting is not a replicate
+    rows = leaderboard_frame([*records, other_setting]).to_dict("records")
     assert rows[0]["configs"] == 3 and rows[0]["seeds"] == 1 and rows[0]["gap closed @0.05"] == pytest.approx(0.9)
 
 

@@ -167,6 +167,10 @@ BAD = [
     ("runs: [{methods: [ig], settings: [ts-canary]}]\ncollect: [plot nonsense]", "collect[0]", "fix the command"),
     ("runs: [{methods: [ig], settings: ts-canary", "malformed YAML", "fix the YAML"),
     ("name: test", "has no jobs", "runs:"),
+    ("runs: [{methods: [ig], settings: [ts-canary], seeds: [0], seed_fields: [data.sed]}]",
+     "seed_fields 'data.sed' is not a seed field", "did you mean 'data.seed'"),
+    ("runs: [{methods: [ig], settings: [ts-canary], seeds: [0], seed_fields: [train.seed, data.seed], "
+     "set: {data.seed: 3}}]", "data.seed is given by `seeds`", "drop it from set/grid"),
 ]
 
 
@@ -350,3 +354,16 @@ def test_defaults_set_merges_with_a_groups_set(tmp_path):
     assert run.setting == "ts-repetition"                             # replaced
     assert run.overrides == ("train.epochs=1", "train.lr=0.001")      # merged, the group's value wins
     assert run.method_overrides == ("sweep.ratios=[0.1]",)
+
+
+def test_seed_fields_give_every_seed_its_own_data_seed(tmp_path):
+    path = write(tmp_path, """
+        defaults: {settings: [ts-canary], presets: [smoke]}
+        runs: [{methods: [random-neurons], seeds: [3, 4], seed_fields: [train.seed, data.seed]}]
+        """)
+    plan = load_plan(path, tmp_path / "r", tmp_path / "w")
+    runs = [job for job in plan.jobs if job.action == "run"]
+    assert sorted(job.overrides for job in runs) == [("train.seed=3", "data.seed=3"), ("train.seed=4", "data.seed=4")]
+    assert sorted(job.seed for job in runs) == [3, 4]
+    trainings = [job for job in plan.jobs if job.action == "train"]
+    assert {job.overrides for job in trainings} == {("train.seed=3", "data.seed=3"), ("train.seed=4", "data.seed=4")}
