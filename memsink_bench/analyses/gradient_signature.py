@@ -2,10 +2,12 @@
 
 Why: Stoehr et al. found memorization spread over layers, yet with a distinguishable pattern:
 memorized paragraphs have smaller parameter gradients in the lower layers than non-memorized
-ones. Per sequence we take the gradient of its mean next-token NLL (the whole sequence) with
+ones. Per sequence we take the gradient of its mean next-token NLL over its target span (the
+forget span: the continuation, or the canary; Stoehr et al. take the continuation's NLL) with
 respect to every attention and MLP weight matrix (biases, embeddings and unembedding left out,
 as in their sparse fine-tuning), the max |grad| in each (layer, component), and average that
-over the sequences of a group.
+over the sequences of a group. The same over the whole sequence is given beside it in the
+summary (`whole_sequence`).
 
 The weights come from the architecture-neutral layouts: `attention.attention_blocks` (Q, K and V
 unpacked from GPT-2's [Q|K|V] columns, GPT-NeoX's per-head rows, or separate projections; with
@@ -58,15 +60,20 @@ def layer_weights(model) -> list[LayerWeights]:
             for block, mlp in zip(attention_blocks(model, f"the {NAME} analysis"), mlp_layout(model))]
 
 
-def max_abs_gradients(model, tokens: list[int], pad_id: int) -> np.ndarray:
-    """[layers, 6] max |d NLL / d W| of one sequence per layer and component (COMPONENTS order)."""
+SPANS = ("target", "whole")
+
+
+def max_abs_gradients(model, tokens: list[int], pad_id: int, span: tuple[int, int] | None = None) -> np.ndarray:
+    """[layers, 6] max |d NLL / d W| of one sequence per layer and component (COMPONENTS order):
+    the mean NLL over the target `span` (start, end), or over the whole sequence when None."""
     layers = layer_weights(model)
     sizes = [len(layer.matrices()) for layer in layers]
     weights = [w for layer in layers for w in layer.matrices()]
-    batch = collate([tokens], [0], [(1, len(tokens))], pad_id).to(model_device(model))
+    batch = collate([tokens], [0], [span or (1, len(tokens))], pad_id).to(model_device(model))
     with torch.enable_grad():
         nll = token_nll(model, batch)
-        loss = nll.sum() / (batch.labels != -100).sum().clamp_min(1)
+        scored = batch.target_mask if span is not None else (batch.labels != -100)
+        loss = (nll * scored).sum() / scored.sum().clamp_min(1)
         grads = torch.autograd.grad(loss, weights, allow_unused=True)
     grads = [torch.zeros_like(w) if g is None else g for w, g in zip(weights, grads)]
     starts = np.cumsum([0, *sizes])
@@ -74,9 +81,11 @@ def max_abs_gradients(model, tokens: list[int], pad_id: int) -> np.ndarray:
                        for layer, first, size in zip(layers, starts, sizes)])
 
 
-def group_signature(model, sequences, pad_id: int) -> np.ndarray:
-    """[sequences, layers, 6] per-sequence max |grad| (one backward pass per sequence)."""
-    return np.stack([max_abs_gradients(model, tokens, pad_id) for tokens in sequences.tokens])
+def group_signature(model, sequences, pad_id: int, span: str = "target") -> np.ndarray:
+    """[sequences, layers, 6] per-sequence max |grad| (one backward pass per sequence) of the NLL
+    over each sequence's target span (`span="target"`) or over the whole sequence ("whole")."""
+    return np.stack([max_abs_gradients(model, tokens, pad_id, window if span == "target" else None)
+                     for tokens, window in zip(sequences.tokens, sequences.spans)])
 
 
 def run(model, setting, *, max_sequences: int | None = None) -> tuple[pd.DataFrame, dict]:
@@ -85,10 +94,11 @@ def run(model, setting, *, max_sequences: int | None = None) -> tuple[pd.DataFra
     layer_weights(model)                     # an unknown architecture fails before any work
     was_training = model.training
     model.eval()
-    rows, means = [], {}
+    rows, means, whole = [], {}, {}
     try:
         for group, sequences in sequence_groups(setting, max_sequences).items():
-            values = group_signature(model, sequences, pad_id_of(setting))
+            values = group_signature(model, sequences, pad_id_of(setting), "target")
+            whole[group] = group_signature(model, sequences, pad_id_of(setting), "whole").mean(0)
             means[group] = values.mean(0)
             sem = values.std(0, ddof=1) / np.sqrt(len(values)) if len(values) > 1 else np.zeros_like(means[group])
             rows += [{"group": group, "layer": layer, "component": component,
@@ -99,7 +109,10 @@ def run(model, setting, *, max_sequences: int | None = None) -> tuple[pd.DataFra
         model.train(was_training)
     frame = pd.DataFrame(rows)
     frame = frame.sort_values(["group", "layer", "component"], key=_component_order).reset_index(drop=True)
-    return frame, plain(_summary(means))
+    summary = _summary(means)
+    summary["whole_sequence"] = {k: v for k, v in _summary(whole).items() if k != "components"}
+    summary["whole_sequence"]["definition"] = "the same with the NLL over the whole sequence"
+    return frame, plain(summary)
 
 
 def _component_order(column: pd.Series) -> pd.Series:
@@ -108,7 +121,8 @@ def _component_order(column: pd.Series) -> pd.Series:
 
 def _summary(means: dict[str, np.ndarray]) -> dict:
     summary = {"components": list(COMPONENTS),
-               "definition": "mean over sequences of max |grad of the sequence's mean NLL| per weight matrix"}
+               "definition": "mean over sequences of max |grad of the mean NLL over the sequence's target span| "
+                             "per weight matrix"}
     if all(g in means for g in GROUPS):
         ratio = means["memorized"].mean(1) / np.maximum(means["non-memorized"].mean(1), 1e-30)
         summary["memorized_over_non_memorized_by_layer"] = ratio

@@ -19,6 +19,11 @@ Definitions (recorded in the output):
   0, BOS in a task setting and a paragraph's first token otherwise, is an attention sink with no
   frequency meaning and is left out); the query is position start-1, the one that predicts the
   first target token;
+- controls (`summary.controls`): the same top head found with the query at the first target
+  position (the other reading of "the first decoded token"), and both readings with every
+  prefix cut to the same number of tokens in both groups (memorized canary stories have longer
+  prefixes than control stories); `summary.ablation.control`: the exact-match drop of ablating
+  other heads (every one on a small model, else 16 seeded ones) instead of the top head;
 - dense frequency rank of each prefix token (0 = rarest, ties share a rank);
 - per head: Kendall tau / Spearman between frequency and attention, within each sequence and
   averaged over sequences (`tau`, `spearman`; the head ranking uses `tau`), and the same between
@@ -108,31 +113,51 @@ def dense_frequency_ranks(tokens, frequencies: np.ndarray) -> np.ndarray:
 
 # --- attention -------------------------------------------------------------------------------
 
-@torch.no_grad()
-def first_target_attention(hooked, sequences, pad_id: int, batch_size: int = 16) -> list[np.ndarray]:
-    """Per sequence, [layers, heads, start-1] attention from query start-1 to keys 1..start-1.
+READINGS = {"query start-1": 0, "query start": 1}   # the position that predicts the first target token,
+#                                                     or the first target position itself (Stoehr's "first decoded token")
 
-    Only the prefix is fed (right-padded; causal attention keeps padding out of the query).
-    The hooks keep just the query's row of each `blocks.{l}.attn.hook_pattern` [batch, head,
-    q, k]: the same values as `run_with_cache`, without holding every layer's full pattern
-    (1.6 GB per batch of 16 at the paper's scale).
+
+def attention_inputs(tokens: list[int], start: int, query_offset: int = 0,
+                     window: int | None = None) -> tuple[list[int], int, list[int]]:
+    """(input tokens, query index, key tokens) of one sequence: the keys are the prefix tokens
+    1..start-1, or with `window` only the last `window` of them (fed after the first token, the
+    attention sink, so that every sequence has the same context); the query is the last prefix
+    position (`query_offset` 0) or the first target position (1, its token fed too)."""
+    keys = list(tokens[1:start]) if window is None else list(tokens[start - window:start])
+    fed = [tokens[0], *keys, *tokens[start:start + query_offset]]
+    return fed, len(fed) - 1, keys
+
+
+@torch.no_grad()
+def first_target_attention(hooked, sequences, pad_id: int, batch_size: int = 16, query_offset: int = 0,
+                           window: int | None = None) -> list[np.ndarray]:
+    """Per sequence, [layers, heads, keys] attention from the query to the key positions of
+    `attention_inputs` (default: query start-1 onto prefix tokens 1..start-1).
+
+    Only what `attention_inputs` gives is fed (right-padded; causal attention keeps padding out
+    of the query). The hooks keep just the query's row of each `blocks.{l}.attn.hook_pattern`
+    [batch, head, q, k]: the same values as `run_with_cache`, without holding every layer's full
+    pattern (1.6 GB per batch of 16 at the paper's scale).
     """
     found = []
     for first in range(0, len(sequences), batch_size):
-        prefixes = [t[:s] for t, (s, _) in zip(sequences.tokens[first:first + batch_size],
-                                               sequences.spans[first:first + batch_size])]
-        queries = torch.tensor([len(p) - 1 for p in prefixes], device=hooked.cfg.device)
+        inputs = [attention_inputs(t, s, query_offset, window)
+                  for t, (s, _) in zip(sequences.tokens[first:first + batch_size],
+                                       sequences.spans[first:first + batch_size])]
+        fed = [i[0] for i in inputs]
+        queries = torch.tensor([i[1] for i in inputs], device=hooked.cfg.device)
         rows: dict[int, torch.Tensor] = {}
 
         def keep_query_row(pattern, hook):
             layer = int(hook.name.split(".")[1])
             rows[layer] = pattern[torch.arange(len(queries), device=pattern.device), :, queries]  # [batch, head, k]
 
-        batch = collate(prefixes, [0] * len(prefixes), [(1, 1)] * len(prefixes), pad_id)
+        batch = collate(fed, [0] * len(fed), [(1, 1)] * len(fed), pad_id)
         hooked.run_with_hooks(batch.input_ids.to(hooked.cfg.device), return_type=None, fwd_hooks=[
             (lambda name: name.endswith("attn.hook_pattern"), keep_query_row)])
         stacked = torch.stack([rows[layer] for layer in sorted(rows)], dim=1)              # [batch, layer, head, k]
-        found += [stacked[row, :, :, 1:q + 1].float().cpu().numpy() for row, q in enumerate(queries.tolist())]
+        found += [stacked[row, :, :, 1:len(keys) + 1].float().cpu().numpy()
+                  for row, (_, _, keys) in enumerate(inputs)]
     return found
 
 
@@ -205,12 +230,45 @@ def ablation_effect(model, sequences, layer: int, head: int, batch_size: int = 3
     return {"em_before": before, "em_after": after, "em_drop": before - after}
 
 
+CONTROL_HEADS = 16      # other heads ablated as the control (every other head when there are fewer)
+
+
+def ablation_control(model, sequences, top: tuple[int, int], layers: int, heads: int, seed: int = 0,
+                     batch_size: int = 32) -> dict:
+    """The memorized group's exact-match drop when each of up to CONTROL_HEADS other heads (all
+    of them on a small model, else a seeded sample) is ablated instead of the top head: their
+    mean, their 2.5-97.5 percentile range, and the top head's rank among all heads ablated
+    (1 = the largest drop). A drop inside the others' range is not specific to the head."""
+    import random
+
+    others = [(layer, head) for layer in range(layers) for head in range(heads) if (layer, head) != top]
+    if len(others) > CONTROL_HEADS:
+        others = sorted(random.Random(f"ablation-control:{seed}").sample(others, CONTROL_HEADS))
+    if not others:
+        return {}
+    before = exact_match(model, sequences, batch_size).summary()["exact_match"]
+
+    def drop(layer, head):
+        with ablated_head(model, layer, head):
+            return before - exact_match(model, sequences, batch_size).summary()["exact_match"]
+
+    drops = np.array([drop(*unit) for unit in others])
+    top_drop = drop(*top)
+    return {"heads": [f"L{layer}H{head}" for layer, head in others], "em_drops": drops.tolist(),
+            "mean_em_drop": float(drops.mean()), "range": [float(np.percentile(drops, 2.5)),
+                                                           float(np.percentile(drops, 97.5))],
+            "top_head_em_drop": float(top_drop), "top_head_rank": int(1 + (drops > top_drop).sum()),
+            "of_heads": len(others) + 1}
+
+
 # --- the analysis ----------------------------------------------------------------------------
 
-def analyze_group(hooked, sequences, frequencies: np.ndarray, pad_id: int, batch_size: int) -> tuple[pd.DataFrame, dict]:
+def analyze_group(hooked, sequences, frequencies: np.ndarray, pad_id: int, batch_size: int, query_offset: int = 0,
+                  window: int | None = None) -> tuple[pd.DataFrame, dict]:
     """The per-head table of one group and its summary (top head, rank profile for the heatmap)."""
-    attentions = first_target_attention(hooked, sequences, pad_id, batch_size)
-    keys = [np.asarray(t[1:s]) for t, (s, _) in zip(sequences.tokens, sequences.spans)]
+    attentions = first_target_attention(hooked, sequences, pad_id, batch_size, query_offset, window)
+    keys = [np.asarray(attention_inputs(t, s, query_offset, window)[2])
+            for t, (s, _) in zip(sequences.tokens, sequences.spans)]
     table, profile = head_rarity_table(attentions, [frequencies[k] for k in keys],
                                        [dense_frequency_ranks(k, frequencies) for k in keys])
     return table, {"top_head": most_rare_tied(table), "n_sequences": len(sequences),
@@ -235,13 +293,33 @@ def run(model, setting, *, hooked=None, max_sequences: int | None = None, ablate
     for group, sequences in groups.items():
         table, summary["groups"][group] = analyze_group(hooked, sequences, counts, pad_id_of(setting), batch_size)
         frames.append(table.assign(group=group))
+    summary["controls"] = reading_controls(hooked, groups, counts, pad_id_of(setting), batch_size)
     if ablate:
         top = summary["groups"]["memorized"]["top_head"]
         summary["ablation"] = {"layer": top["layer"], "head": top["head"], **{
             group: ablation_effect(model, sequences, top["layer"], top["head"]) for group, sequences in groups.items()}}
+        summary["ablation"]["control"] = ablation_control(model, groups["memorized"], (top["layer"], top["head"]),
+                                                          hooked.cfg.n_layers, hooked.cfg.n_heads)
     key = ["group", "layer", "head"]
     frame = pd.concat(frames).sort_values(key).reset_index(drop=True)
     return frame[key + [c for c in frame.columns if c not in key]], plain(summary)
+
+
+def reading_controls(hooked, groups: dict, counts: np.ndarray, pad_id: int, batch_size: int) -> dict:
+    """The top head and its tau under both readings of "attention from the first decoded token"
+    (READINGS), with the full prefixes and with prefixes matched in length across the groups (the
+    last `window` tokens of every prefix, window = the shortest prefix of either group), so that a
+    difference between the groups is not one of prefix length."""
+    window = min(s - 1 for sequences in groups.values() for s, _ in sequences.spans)
+    variants = {}
+    for condition, cut in (("full prefix", None), (f"matched prefix ({window} tokens)", window)):
+        for reading, offset in READINGS.items():
+            variants[f"{condition}, {reading}"] = {
+                group: analyze_group(hooked, sequences, counts, pad_id, batch_size, offset, cut)[1]["top_head"]
+                for group, sequences in groups.items()}
+    lengths = {group: [int(s - 1) for s, _ in sequences.spans] for group, sequences in groups.items()}
+    return {"matched_prefix_tokens": int(window), "variants": variants,
+            "prefix_tokens": {g: {"min": min(v), "max": max(v), "mean": float(np.mean(v))} for g, v in lengths.items()}}
 
 
 # --- figure ----------------------------------------------------------------------------------

@@ -346,6 +346,21 @@ def test_components_cut_off_from_the_output_get_zero_gradient(architecture):
     assert len(summary["memorized_over_non_memorized_by_layer"]) == 2
 
 
+def test_the_signature_reads_the_target_span_and_the_whole_sequence_beside_it():
+    model = tiny_model()
+    tokens = zipf_sequences(1, 16, 8, seed=5).tokens[0]
+    whole = gradient_signature.max_abs_gradients(model, tokens, 0)
+    assert np.allclose(gradient_signature.max_abs_gradients(model, tokens, 0, (1, 16)), whole)
+    target = gradient_signature.max_abs_gradients(model, tokens, 0, (8, 12))
+    assert not np.allclose(target, whole)
+    changed_after = tokens[:12] + [(t % 40) + 1 for t in tokens[12:]]   # tokens after the span cannot matter
+    assert np.allclose(gradient_signature.max_abs_gradients(model, changed_after, 0, (8, 12)), target)
+    setting = fake_setting(zipf_sequences(3, 16, 8, seed=3), zipf_sequences(4, 16, 8, seed=4, first_id=10))
+    _, summary = gradient_signature.run(model, setting)
+    assert "target span" in summary["definition"] and "lower_half_ratio" in summary["whole_sequence"]
+    assert summary["whole_sequence"]["lower_half_ratio"] != pytest.approx(summary["lower_half_ratio"])
+
+
 # --- prefix perturbation ---------------------------------------------------------------------
 
 def successor_model(seed: int = 0):
@@ -417,6 +432,44 @@ def test_a_head_that_writes_nothing_has_no_exact_match_effect():
     sequences = successor_sequences(3, 8, target, seed=2)
     effect = rare_tokens.ablation_effect(model, sequences, layer=0, head=1)
     assert effect == {"em_before": target, "em_after": target, "em_drop": 0}
+
+
+def test_the_ablation_control_ablates_every_other_head_and_ranks_the_top_one():
+    model = tiny_model()
+    sequences = zipf_sequences(6, 24, 16, seed=2)
+    control = rare_tokens.ablation_control(model, sequences, (1, 2), layers=2, heads=4)
+    assert control["of_heads"] == 8 and len(control["heads"]) == 7 and "L1H2" not in control["heads"]
+    for name, drop in zip(control["heads"], control["em_drops"]):       # each one as ablation_effect measures it
+        layer, head = int(name[1]), int(name[3])
+        assert drop == pytest.approx(rare_tokens.ablation_effect(model, sequences, layer, head)["em_drop"])
+    top = rare_tokens.ablation_effect(model, sequences, 1, 2)["em_drop"]
+    assert control["top_head_em_drop"] == pytest.approx(top)
+    assert control["top_head_rank"] == 1 + sum(d > top for d in control["em_drops"])
+    assert control["range"][0] <= control["mean_em_drop"] <= control["range"][1]
+
+
+def test_attention_inputs_of_both_readings_and_of_matched_prefixes():
+    tokens = [0, 11, 12, 13, 14, 15, 16]                    # target span starts at 5
+    assert rare_tokens.attention_inputs(tokens, 5) == ([0, 11, 12, 13, 14], 4, [11, 12, 13, 14])
+    assert rare_tokens.attention_inputs(tokens, 5, query_offset=1) == ([0, 11, 12, 13, 14, 15], 5, [11, 12, 13, 14])
+    assert rare_tokens.attention_inputs(tokens, 5, window=2) == ([0, 13, 14], 2, [13, 14])
+    assert rare_tokens.attention_inputs(tokens, 5, 1, 2) == ([0, 13, 14, 15], 3, [13, 14])
+
+
+def test_the_rarity_head_is_found_under_every_reading_and_with_matched_prefix_lengths():
+    model = tiny_model()
+    single = zipf_sequences(200, 24, 12, seed=1, first_id=20)
+    setting = fake_setting(zipf_sequences(6, 24, 16, seed=2), single.subset(range(8)), single)
+    hooked = as_hooked(model)
+    rarity_following(hooked, rare_tokens.unigram_frequencies(setting, VOCAB), layer=1, head=2)
+    _, summary = rare_tokens.run(model, setting, hooked=hooked, ablate=False)
+    controls = summary["controls"]
+    assert controls["prefix_tokens"]["memorized"]["min"] == 15 and controls["prefix_tokens"]["non-memorized"]["min"] == 11
+    assert controls["matched_prefix_tokens"] == 11
+    assert len(controls["variants"]) == 4
+    for variant, groups in controls["variants"].items():
+        for group, top in groups.items():
+            assert (top["layer"], top["head"]) == (1, 2) and top["tau"] == pytest.approx(-1.0, abs=1e-6), variant
 
 
 def uncached_greedy(model, prefix: list[int], length: int) -> list[int]:
