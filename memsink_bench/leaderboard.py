@@ -94,6 +94,13 @@ def _mean_extra(replicates: list[ResultRecord], path: tuple[str, ...]) -> float:
     return sum(values) / len(values)
 
 
+def corpus_family(record: ResultRecord) -> str:
+    """What must not mix in one table: the documents' content hash, except for the generated
+    synthetic stories, whose documents are a fresh draw for every data seed (replicates with their
+    own data seeds share the generator, not the documents)."""
+    return record.corpus if record.corpus == "synthetic-stories" else record.corpus_hash[:12]
+
+
 def group_of(record: ResultRecord) -> str:
     """Rows are compared only within a group: they share a before-state."""
     if record.method_type == "training":
@@ -128,7 +135,7 @@ def _replicate_groups(records, setting, preset) -> dict[tuple, list[ResultRecord
     for record in distinct_replicates(records):
         if setting and record.setting != setting or preset and record.preset != preset:
             continue
-        key = (record.setting, record.preset, record.corpus, record.corpus_hash[:12], group_of(record),
+        key = (record.setting, record.preset, record.corpus, corpus_family(record), group_of(record),
                record.method, record.checkpoint.label, record.configuration())
         groups.setdefault(key, []).append(record)
     return groups

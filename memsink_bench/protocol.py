@@ -79,3 +79,16 @@ def protocol_of(records) -> Protocol | None:
     if len(directories) != 1:
         return None
     return load_protocol(directories.pop())
+
+
+def choose(candidates: dict[str, list], criterion: str) -> str:
+    """The key of the best configuration: the highest mean of `criterion` over its selection
+    records, ties to the larger Pareto AUC, then to the key's text (never to file order)."""
+    from .intervals import point_value
+    from .leaderboard import STATISTICS
+
+    def score(key):
+        records = candidates[key]
+        return (point_value(records, STATISTICS[criterion]), point_value(records, STATISTICS["Pareto AUC"]))
+
+    return sorted(candidates, key=lambda key: (*(-v for v in score(key)), key))[0]

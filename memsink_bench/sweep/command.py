@@ -67,7 +67,16 @@ def handle(args) -> int:
 
     plan = load_plan(args.file, args.results, args.workdir, args.overrides)
     if args.sweep_action == "run":
-        return run_sweep(plan, args)
+        while True:                    # a protocol's evaluation runs are planned once its selection runs exist
+            code = run_sweep(plan, args)
+            if code != 0 or not plan.waiting or args.dry_run:
+                return code
+            again = load_plan(args.file, args.results, args.workdir, args.overrides)
+            if not again.missing():
+                return code
+            print(f"sweep {plan.name}: the selection runs are done; planning the chosen configurations' "
+                  "evaluation runs", file=sys.stderr)
+            plan = again
     try:
         if args.sweep_action == "plan":
             return print_plan(plan, args)
@@ -106,6 +115,8 @@ def print_plan(plan, args) -> int:
             print(f"           memsink-bench {shlex.join(job.argv(workdir, results))}")
     for step in plan.collect:
         print(f"collect  memsink-bench {shlex.join(step)}")
+    for note in plan.waiting:
+        print(f"waiting  {note} (planned by `sweep run` once they are done)")
     if any(state == "unneeded" for state in states.values()):
         print("(not needed: a checkpoint only method runs use, and all of their records exist)")
     return 0
@@ -239,7 +250,7 @@ def run_sweep(plan, args) -> int:
         if args.dry_run:
             return _print_dry_run(todo, plan, workdir, results, threads)
         state.status = "finished"
-    if state.status == "finished" and not (state.failed or state.blocked):
+    if state.status == "finished" and not (state.failed or state.blocked) and not plan.waiting:
         _collect(plan, state, log_dir, run_id, threads)
     print(f"sweep {plan.name} on {state.engine}: {len(state.succeeded)} done, {len(state.failed)} failed, "
           f"{len(state.blocked)} not run, {done_before} already done"

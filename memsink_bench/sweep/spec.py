@@ -12,6 +12,9 @@ runs:                                # method runs; the checkpoints they need ar
     checkpoints: [standard]          # KIND[:VIEW]; default: the method's own
     set: {sweep.ratios: [0.1]}       # one value per key, passed as --set key=value
     grid: {method.lr: [1e-4, 1e-3]}  # every combination of the lists
+    tuning: true                     # also every configuration of each method's `tuning_grid` (baselines/);
+                                     # `selected`: every configuration on the selection seeds of
+                                     # results/protocol.yaml, then only the chosen one on `seeds`
     seeds: [0, 1]                    # seed s: --set train.seed=s and --seed s (paired)
     seed_fields: [train.seed, data.seed]   # what else a seed sets (default [train.seed]): its own forget set
 analyses:
@@ -44,7 +47,7 @@ COMMON_KEYS = ("settings", "presets", "set", "grid", "seeds", "seed_fields")
 SEED_FIELDS = ("train.seed", "data.seed")     # config fields a sweep seed may set (besides the method seed)
 GROUP_KEYS = {
     "trainings": (*COMMON_KEYS, "kinds"),
-    "runs": (*COMMON_KEYS, "methods", "checkpoints", "method_seeds"),
+    "runs": (*COMMON_KEYS, "methods", "checkpoints", "method_seeds", "tuning"),
     "analyses": (*COMMON_KEYS, "analyses", "checkpoints"),
 }
 TOP_KEYS = ("name", "description", "defaults", "engine", *GROUP_KEYS, "collect")
@@ -116,6 +119,7 @@ class Plan:
     jobs: list[Job]
     collect: list[list[str]] = field(default_factory=list)
     engine: dict = field(default_factory=dict)
+    waiting: list[str] = field(default_factory=list)   # evaluation runs planned once their selection runs exist
 
     def by_name(self) -> dict[str, Job]:
         return {job.name: job for job in self.jobs}
@@ -177,6 +181,20 @@ def _mapping(value, where: str) -> dict:
     return value
 
 
+def tuning_grid(method: str, where: str) -> dict:
+    """A built-in method's declared tuning grid (baselines/<name>.yaml `tuning_grid`) as sweep grid
+    keys: a plain name is a hyperparameter (method.NAME), a dotted one a config field (memsinks.*)."""
+    from ..run import baseline_file
+
+    path = baseline_file(method)
+    if path is None:
+        raise UserError(f"{where}: method '{method}' declares no tuning grid (tuning: true needs a built-in)",
+                        "give its grid under `grid:` instead")
+    raw = yaml.safe_load(path.read_text()) or {}
+    grid = raw.get("tuning_grid") or {}
+    return {(key if "." in key else f"method.{key}"): values for key, values in grid.items()}
+
+
 def _list(value, where: str, kind=str) -> list:
     """A scalar or a list of scalars of one type (`str` names, `int` seeds), as a list."""
     values = value if isinstance(value, list) else [value]
@@ -218,6 +236,7 @@ class _Expander:
         self.trainings: dict[Path, Job] = {}
         self.others: dict[Path, Job] = {}
         self.analysis_configs: dict[Path, str] = {}
+        self.waiting: list[str] = []
 
     def local_path(self, spec: str) -> str:
         """A setting YAML or method file named relative to the sweep file, made absolute."""
@@ -293,12 +312,24 @@ class _Expander:
                 except UserError as error:
                     raise UserError(f"{where}: {error}") from None
 
-    def add_runs(self, group: dict, where: str) -> None:
+    def add_runs(self, group: dict, where: str) -> list[Path]:
+        """Plan a `runs:` group; returns the record paths it asks for (also those already planned)."""
         from ..kinds import KINDS, NEVER_SEEN, NO_REP
         from ..methods.registry import BUILTINS
         from ..run import plan_run
 
         methods = _list(group.get("methods"), f"{where} methods")
+        if group.get("tuning"):
+            if group["tuning"] not in (True, "selected"):
+                raise UserError(f"{where}: tuning must be true, false or selected", "write `tuning: true`")
+            planned = []
+            for method in (list(BUILTINS) if methods == ["all"] else methods):
+                grid = {**(group.get("grid") or {}), **tuning_grid(method, where)}
+                if group["tuning"] == "selected":
+                    planned += self.add_selected(group, method, grid, where)
+                else:
+                    planned += self.add_runs({**group, "methods": [method], "tuning": False, "grid": grid}, where)
+            return planned
         checkpoints = _list(group["checkpoints"], f"{where} checkpoints") if "checkpoints" in group else [None]
         method_seeds = _list(group["method_seeds"], f"{where} method_seeds", int) if "method_seeds" in group else None
         if "all" in methods:
@@ -307,6 +338,7 @@ class _Expander:
                 raise UserError(f"{where}: `methods: all` takes no other methods, checkpoints or method.*/sweep.* keys",
                                 "list the methods by name to change their settings")
             methods = list(BUILTINS)
+        planned = []
         for setting, preset, overrides, method_sets, seed in self.combinations(group, where):
             config = self.config(setting, preset, overrides, where)
             for method in methods:
@@ -329,6 +361,38 @@ class _Expander:
                             preset, overrides, plan.path, method=spec, checkpoint=checkpoint, method_overrides=method_sets,
                             seed=method_seed, needs=needs, log_with=config.train.log_with,
                             tracking_dir=self.workdir / "runs" / config.setting / plan.path.stem / "tracking"))
+                        planned.append(plan.path)
+        return planned
+
+    def add_selected(self, group: dict, method: str, grid: dict, where: str) -> list[Path]:
+        """Every configuration of `grid` on the protocol's selection seeds; once all of those
+        records exist, the chosen configuration (protocol.py's criterion) on the group's seeds."""
+        from ..protocol import choose, load_protocol
+        from ..record import ResultRecord
+
+        protocol = load_protocol(self.results)
+        if protocol is None:
+            raise UserError(f"{where}: tuning: selected needs {self.results / 'protocol.yaml'}",
+                            "write `selection_seeds: [100, 101]` there (see memsink_bench/protocol.py)")
+        evaluation = _list(group.get("seeds", 0), f"{where} seeds", int)
+        if set(evaluation) & set(protocol.selection_seeds):
+            raise UserError(f"{where}: seeds {sorted(set(evaluation) & set(protocol.selection_seeds))} are "
+                            "selection seeds", "report on seeds the protocol does not select on")
+        points = [dict(zip(grid, values)) for values in itertools.product(*[_grid_values(v, f"{where}.grid {k}")
+                                                                            for k, v in grid.items()])]
+        base = {**group, "methods": [method], "tuning": False, "grid": {}}
+        chosen_from = {json.dumps(point, sort_keys=True): self.add_runs(
+            {**base, "set": {**(group.get("set") or {}), **point}, "seeds": list(protocol.selection_seeds)}, where)
+            for point in points}
+        planned = [path for paths in chosen_from.values() for path in paths]
+        missing = sum(not path.is_file() for path in planned)
+        if missing:
+            self.waiting.append(f"{where}: {method} on seeds {evaluation} waits for {missing} selection runs")
+            return planned
+        best = choose({key: [ResultRecord.read(path) for path in paths] for key, paths in chosen_from.items()},
+                      protocol.criterion)
+        return planned + self.add_runs({**base, "set": {**(group.get("set") or {}), **json.loads(best)},
+                                        "seeds": evaluation}, where)
 
     def add_analyses(self, group: dict, where: str) -> None:
         from ..analyses import ANALYSES
@@ -433,4 +497,4 @@ def load_plan(path: Path, results: Path, workdir: Path, extra_sets: list[str] = 
             function(group, where)
     jobs = [*expander.trainings.values(), *sorted(expander.others.values(), key=lambda job: ACTIONS.index(job.action))]
     return Plan(name, path, jobs, collect_steps(raw.get("collect"), str(path), results, workdir),
-                engine_options(raw.get("engine"), str(path)))
+                engine_options(raw.get("engine"), str(path)), expander.waiting)

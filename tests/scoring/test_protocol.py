@@ -68,3 +68,14 @@ def test_the_protocol_file_is_read_beside_the_records(tmp_path, capsys):
     (results / "protocol.yaml").write_text("selection_seed: [100]\n")
     assert main(["leaderboard", "--results", str(results)]) == 2
     assert "selection_seeds" in capsys.readouterr().err
+
+
+def test_synthetic_replicates_with_their_own_data_seeds_share_a_table_other_corpora_do_not_mix():
+    drawn = [replicate(1e-4, seed, 0.2) for seed in (0, 1)]
+    drawn[1].corpus_hash = "ef" * 32                       # the synthetic stories drawn with another data seed
+    [row] = leaderboard_frame(drawn).to_dict("records")
+    assert row["seeds"] == 2
+    for record in drawn:
+        record.corpus = "file:docs.txt"
+    with pytest.raises(UserError, match="different corpora"):
+        leaderboard_frame(drawn)

@@ -350,3 +350,35 @@ def test_ctrl_c_stops_every_job_cleanly_and_a_rerun_finishes(tmp_path):
     rerun = subprocess.run(command + ["--quiet"], env=env(), capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     assert all(job.done for job in load_plan(path, results, workdir).jobs)
+
+
+def test_a_protocol_sweep_selects_on_its_selection_seeds_then_runs_the_chosen_configuration(tmp_path):
+    """One `sweep run`: both of ig's tuning configurations on selection seed 100, then only the
+    chosen one on evaluation seed 0, each seed with its own data seed; the leaderboard reports seed 0."""
+    from memsink_bench.leaderboard import leaderboard_frame
+
+    results, workdir = tmp_path / "results", tmp_path / "work"
+    write(results / "protocol.yaml", "selection_seeds: [100]\n")
+    path = write(tmp_path / "protocol.yaml", """
+        name: protocol-test
+        defaults: {settings: [ts-canary], presets: [smoke], set: {train.epochs: 1, sweep.ratios: [0.1]},
+                   seed_fields: [train.seed, data.seed]}
+        runs: [{methods: [ig], tuning: selected, seeds: [0]}]
+        """)
+    threads = torch.get_num_threads()
+    code = main(sweep("run", path, workdir, results, "--engine", "local", "--workers", "2", "--threads", "1",
+                      "--quiet"))
+    torch.set_num_threads(threads)
+    assert code == 0
+    from memsink_bench.protocol import choose
+
+    found = load_records(results)
+    selection = {json.dumps({"method.steps": r.hyperparameters["steps"]}): [r] for r in found if r.seeds.train == 100}
+    assert sorted(selection) == ['{"method.steps": 16}', '{"method.steps": 20}']
+    assert all(r.seeds.data == 100 for [r] in selection.values())
+    [evaluated] = [r for r in found if r.seeds.train == 0]
+    assert evaluated.seeds.data == 0 and evaluated.config["data"]["seed"] == 0
+    assert {"method.steps": evaluated.hyperparameters["steps"]} == json.loads(choose(selection, "gap closed @0.05"))
+    [row] = leaderboard_frame(found).to_dict("records")
+    assert row["selected on"] == "seeds 100" and [r.seeds.train for r in row["_records"]] == [0]
+    assert load_plan(path, results, workdir).missing() == []

@@ -367,3 +367,68 @@ def test_seed_fields_give_every_seed_its_own_data_seed(tmp_path):
     assert sorted(job.seed for job in runs) == [3, 4]
     trainings = [job for job in plan.jobs if job.action == "train"]
     assert {job.overrides for job in trainings} == {("train.seed=3", "data.seed=3"), ("train.seed=4", "data.seed=4")}
+
+
+def test_tuning_expands_each_methods_declared_grid(tmp_path):
+    path = write(tmp_path, """
+        defaults: {settings: [ts-canary], presets: [smoke]}
+        runs: [{methods: [co-unlearn, memsinks], tuning: true, seeds: [100]}]
+        """)
+    plan = load_plan(path, tmp_path / "r", tmp_path / "w")
+    runs = [job for job in plan.jobs if job.action == "run"]
+    co = sorted(job.method_overrides for job in runs if job.method == "co-unlearn")
+    assert len(co) == 6 and ("method.lr=0.001", "method.nll_weight=1.0") in co
+    memsinks = sorted(job.overrides for job in runs if job.method == "memsinks")
+    assert len(memsinks) == 6 and ("memsinks.shared_fraction=0.5", "memsinks.sink_fraction=0.1",
+                                   "train.seed=100") in memsinks
+    trained = {job.overrides for job in plan.jobs if job.action == "train" and job.kind == "memsinks"}
+    assert len(trained) == 6                                              # each configuration is a training
+
+
+def test_every_methods_tuning_grid_has_at_most_six_configurations():
+    import itertools
+
+    from memsink_bench.methods.registry import BUILTINS
+    from memsink_bench.sweep.spec import tuning_grid
+
+    for method in BUILTINS:
+        grid = tuning_grid(method, "test")
+        configurations = len(list(itertools.product(*grid.values())))
+        assert configurations <= 6, (method, configurations)
+
+
+def test_tuning_selected_plans_the_chosen_configuration_once_the_selection_runs_exist(tmp_path):
+    from tests.scoring.test_plots_report import make_record
+
+    results = tmp_path / "r"
+    results.mkdir()
+    (results / "protocol.yaml").write_text("selection_seeds: [100, 101]\n")
+    path = write(tmp_path, """
+        defaults: {settings: [ts-canary], presets: [smoke], seed_fields: [train.seed, data.seed]}
+        runs: [{methods: [ig], tuning: selected, seeds: [0, 1, 2]}]
+        """)
+    plan = load_plan(path, results, tmp_path / "w")
+    selection = [job for job in plan.jobs if job.action == "run"]
+    assert len(selection) == 4 and {job.seed for job in selection} == {100, 101}      # 2 configurations x 2 seeds
+    assert len(plan.waiting) == 1 and "waits for 4 selection runs" in plan.waiting[0]
+    for job in selection:                        # steps=20 is the better configuration on the selection seeds
+        gap = 0.4 if "method.steps=20" in job.method_overrides else 0.1
+        record = make_record("ig", "localizer", "standard", [gap * 4], [0.01])
+        job.output.parent.mkdir(parents=True, exist_ok=True)
+        job.output.write_text(json.dumps(record.to_dict()))
+    again = load_plan(path, results, tmp_path / "w")
+    assert not again.waiting
+    evaluation = [job for job in again.jobs if job.action == "run" and job.seed in (0, 1, 2)]
+    assert len(evaluation) == 3 and all(job.method_overrides == ("method.steps=20",) for job in evaluation)
+    assert {job.overrides for job in evaluation} == {(f"train.seed={s}", f"data.seed={s}") for s in (0, 1, 2)}
+
+
+def test_tuning_selected_needs_a_protocol_and_disjoint_seeds(tmp_path, capsys):
+    path = write(tmp_path, "runs: [{methods: [ig], settings: [ts-canary], presets: [smoke], tuning: selected}]")
+    assert main(["sweep", "plan", str(path), "--workdir", str(tmp_path / "w"), "--results", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "tuning: selected needs" in err and "protocol.yaml" in err
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "protocol.yaml").write_text("selection_seeds: [0]\n")
+    assert main(["sweep", "plan", str(path), "--workdir", str(tmp_path / "w"), "--results", str(tmp_path / "r")]) == 2
+    assert "are selection seeds" in capsys.readouterr().err
