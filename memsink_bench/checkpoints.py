@@ -26,7 +26,7 @@ from .errors import UserError
 from .kinds import KINDS, check_kind, get_kind
 from .setting import Setting, setting_fingerprint
 from .train import TRACE_FILE, TRAINING_REVISION
-from .storage import atomic_directory, file_lock, read_json
+from .storage import atomic_directory, file_lock
 
 MANIFEST = "manifest.json"
 REQUIRED_FILES = (MANIFEST, "config.json", "model.safetensors")

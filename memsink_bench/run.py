@@ -120,8 +120,8 @@ def plan_run(method_spec: str, config: ExperimentConfig, results: Path, checkpoi
     """Resolve the method, its hyperparameters and knob grid, and the record path its identity gives."""
     entry, method, grid, checkpoint_spec = plan_method(method_spec, checkpoint_spec, method_overrides)
     identity_config = config.to_dict()
-    for field in NOT_IN_KEY:
-        identity_config["train"].pop(field, None)
+    for name in NOT_IN_KEY:
+        identity_config["train"].pop(name, None)
     identity_config["data"].pop("corpus_path", None)       # the content hash stands for it
     identity_config = metrics_in_key(identity_config)       # default metric parameters leave the identity as it was
     path = identity_path(results, config.setting, config.preset, entry, method, grid, checkpoint_spec,

@@ -1,5 +1,6 @@
 """Mechanistic analyses of where a checkpoint keeps its memorized sequences (Stoehr et al.):
-the rare-token attention head, the per-layer gradient signature, and prefix-token perturbation.
+the rare-token attention head, the per-layer gradient signature, and prefix-token perturbation;
+and a diagnostic of gradient-masked checkpoints (what their memorization block writes).
 
 Each analysis is a module with `NAME`, `TITLE`, `run(model, setting, ...) -> (DataFrame, summary)`
 and `figure(frame, summary) -> matplotlib Figure`. `run` compares memorized (repeated) with
@@ -21,6 +22,7 @@ ANALYSES = {
     "rare-tokens": "memsink_bench.analyses.rare_tokens",
     "gradient-signature": "memsink_bench.analyses.gradient_signature",
     "prefix-perturbation": "memsink_bench.analyses.prefix_perturbation",
+    "block-norms": "memsink_bench.analyses.block_norms",
 }
 
 

@@ -39,6 +39,8 @@ def register(sub) -> None:
 
 
 def handle(args) -> int:
+    import inspect
+
     from ..analyses import load_analysis
     from ..analyses.store import analysis_path, render_analysis, write_analysis
     from ..storage import check_writable
@@ -48,6 +50,12 @@ def handle(args) -> int:
     parameters = _parameters(args, module)
     check_writable(args.results, "--results")
     model, setting, where, provenance = _pretrained(args) if args.model else _checkpoint(args)
+    if "generalization_fraction" in inspect.signature(module.run).parameters:     # block-norms
+        if args.model or provenance["checkpoint"]["kind"] != "gradient-masked" \
+                or provenance["checkpoint"]["view"] not in ("default", "keep-all"):
+            raise UserError(f"the {args.analysis} analysis reads a gradient-masked checkpoint",
+                            f"run `memsink-bench analyze {args.analysis} --setting SETTING --checkpoint gradient-masked`")
+        parameters["generalization_fraction"] = provenance["generalization_fraction"]
     frame, summary = module.run(model, setting, **parameters)
     path = analysis_path(args.results, *where, args.analysis)
     write_analysis(path, args.analysis, frame, summary, {**provenance, "parameters": parameters, **_versions()})
@@ -83,6 +91,8 @@ def _checkpoint(args):
                   "corpus": setting.corpus_name, "corpus_hash": setting.corpus_hash,
                   "checkpoint": {"label": target.label, "kind": target.checkpoint.kind, "view": target.view,
                                  "path": str(target.checkpoint.directory)}}
+    if target.checkpoint.kind == "gradient-masked":
+        provenance["generalization_fraction"] = config.gradient_masked.generalization_fraction
     return viewed_model(target, config), setting, (setting.name, config.preset, target.label), provenance
 
 

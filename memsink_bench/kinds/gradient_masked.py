@@ -40,8 +40,13 @@ class GradientMasked(Kind):
 
     def own_views(self, config, d_mlp):
         dropped = self.removal_scale(config, d_mlp, 1.0)
+        n_gen, _ = memorization_block(d_mlp, config.gradient_masked.generalization_fraction)
+        rescaled = dropped * torch.where(dropped > 0, d_mlp / n_gen, 0.0)
         return {"keep-all": View("keep-all", "every neuron kept", None),
-                "dropout": View("dropout", "memorization block zeroed", lambda ids: dropped.to(ids.device))}
+                "dropout": View("dropout", "memorization block zeroed", lambda ids: dropped.to(ids.device)),
+                "dropout-rescaled": View("dropout-rescaled", "memorization block zeroed, the generalization block "
+                                         "scaled by d_mlp / n_gen (MemSinks' drop-view rescaling)",
+                                         lambda ids: rescaled.to(ids.device))}
 
     def removal_scale(self, config, d_mlp, t):
         return self._kept(config, d_mlp, t)[None, None, None, :]

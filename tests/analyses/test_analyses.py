@@ -9,6 +9,7 @@ and each analysis must give its known answer on each architecture."""
 
 from __future__ import annotations
 
+import copy
 import random
 from types import SimpleNamespace
 
@@ -22,6 +23,7 @@ from memsink_bench.analyses.attention import attention_blocks, unpack_qkv
 from memsink_bench.analyses.common import as_hooked
 from memsink_bench.config import ModelConfig
 from memsink_bench.errors import UserError
+from memsink_bench.evaluate import sequence_losses
 from memsink_bench.models import build_model, mlp_layout
 from memsink_bench.setting import SequenceSet
 
@@ -422,9 +424,9 @@ def test_perturbed_copies_change_exactly_one_token_reproducibly():
 
     first = copies(3)
     assert first == copies(3) and first[0] == tokens and len(first) == 5
-    for position, copy in enumerate(first[1:], start=1):
-        changed = [i for i, (a, b) in enumerate(zip(copy, tokens)) if a != b]
-        assert changed == [position] and copy[position] != BOS
+    for position, perturbed in enumerate(first[1:], start=1):
+        changed = [i for i, (a, b) in enumerate(zip(perturbed, tokens)) if a != b]
+        assert changed == [position] and perturbed[position] != BOS
 
 
 def test_a_head_that_writes_nothing_has_no_exact_match_effect():
@@ -518,3 +520,48 @@ def test_a_model_type_without_a_layout_is_a_user_error_naming_the_ones_with_one(
             analysis.run(opt, None)
     with pytest.raises(UserError, match="cannot convert model type 'opt' to transformer-lens"):
         as_hooked(opt)
+
+
+# --- gradient-masked blocks ------------------------------------------------------------------
+
+def test_block_norms_split_the_mlp_output_between_the_two_blocks():
+    from memsink_bench.analyses import block_norms
+    from memsink_bench.config import load_config
+    from memsink_bench.kinds import get_kind
+
+    model = tiny_model()
+    sequences = zipf_sequences(4, 16, 8, seed=3)
+    both = block_norms.block_output_norms(model, sequences, BOS, n_gen=48)
+    assert (both > 0).all()
+    silent = copy.deepcopy(model)
+    with torch.no_grad():                                   # the last layer's memorization block writes nothing
+        mlp_layout(silent)[-1].down.weight[48:] = 0.0       # GPT-2 Conv1D [d_mlp, d_model]: its rows
+    gen_only = block_norms.block_output_norms(silent, sequences, BOS, n_gen=48)
+    assert gen_only[-1, 1] == 0.0 and np.allclose(gen_only[:, 0], both[:, 0])
+    assert np.allclose(gen_only[0], both[0])                # the layers before it are untouched
+    setting = fake_setting(sequences, zipf_sequences(4, 16, 8, seed=4, first_id=10))
+    setting.validation = zipf_sequences(6, 16, 8, seed=5, first_id=20)
+    frame, summary = block_norms.run(model, setting, generalization_fraction=0.75)
+    assert set(frame["set"]) == {"held-out", "repeated"} and len(frame) == 4
+    assert summary["n_generalization"] == 48 and summary["n_memorization"] == 16
+    config = load_config("ts-canary", "smoke", ["gradient_masked.generalization_fraction=0.75"])
+    views = get_kind("gradient-masked").views(config, 64)
+    for view in ("keep-all", "dropout", "dropout-rescaled"):     # the same views the kind evaluates
+        expected = sequence_losses(model, setting.validation, BOS, scale_for=views[view].scale_for).summary()["loss"]
+        assert summary["losses"][view]["val_loss"] == pytest.approx(expected)
+    with pytest.raises(UserError, match="gradient-masked checkpoint"):
+        block_norms.run(model, setting)
+
+
+def test_block_norms_cli_reads_only_gradient_masked_checkpoints(tmp_path, session_workdir, capsys):
+    from memsink_bench.cli import main
+
+    argv = ["analyze", "block-norms", "--setting", "ts-canary", "--preset", "smoke", "--set", "train.epochs=1",
+            "--quiet", "--workdir", str(session_workdir), "--results", str(tmp_path)]
+    assert main(argv) == 2
+    assert "reads a gradient-masked checkpoint" in capsys.readouterr().err
+    assert main([*argv, "--checkpoint", "gradient-masked"]) == 0
+    stored = load_analysis("block-norms")
+    assert stored.NAME == "block-norms"
+    written = tmp_path / "analyses" / "ts-canary-smoke" / "gradient-masked" / "block-norms.json"
+    assert written.is_file() and (written.with_suffix(".png")).is_file()

@@ -6,7 +6,6 @@ built here, fine-tuned for a few seconds until they memorize four paragraphs, sa
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
