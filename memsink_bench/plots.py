@@ -334,8 +334,10 @@ def robustness_figure(rows: list[list[ResultRecord]], title: str | None = None) 
     with paper_style():
         fig, (roc, relearn) = subplots(1, 2, width=DOUBLE_COLUMN, height=3.0)
         roc.plot([0, 1], [0, 1], color="0.6", linewidth=0.8, linestyle=":", label="chance")
-        first = next((r for group in rows for r in group if r.before.per_sequence is not None
-                      and r.before.per_sequence.mia_repeated), None)
+        candidates = sorted((r for group in rows for r in group if r.before.per_sequence is not None
+                             and r.before.per_sequence.mia_repeated),
+                            key=lambda r: r.reference.before != "standard")      # the standard model first
+        first = candidates[0] if candidates else None
         drawn_reference = False
         for group in rows:
             seeds = [r for r in group if chosen_point(r) is not None and chosen_point(r).per_sequence is not None
