@@ -30,6 +30,7 @@ METHOD_COLORS = {
     "ig": "#029e73",                # bluish green
     "sparse-ft": "#de8f05",         # orange
     "co-unlearn": "#56b4e9",        # sky blue
+    "co-edit": "#ece133",           # yellow
     "random-neurons": "#949494",    # grey
     "random-sparse-ft": "#fbafe4",  # pink
     "standard": "#000000",

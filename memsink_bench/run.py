@@ -30,7 +30,7 @@ from .methods.registry import Entry, registry
 from .metrics import directions, measure_state, point_metrics, summarize_curve
 from .progress import progress
 from .record import IDENTITY_FORMAT, CheckpointInfo, Reference, ResultRecord, Seeds, State, Timings, record_path
-from .setting import Setting, setting_fingerprint
+from .setting import Setting, retain_set, setting_fingerprint
 from .train import TRAINING_REVISION
 
 EVAL_VERSION = 1      # the evaluation protocol; part of every record's identity
@@ -187,7 +187,7 @@ def run_method(*, method_spec: str, config: ExperimentConfig, setting: Setting, 
         return reused, plan.path, False
     started = time.perf_counter()
     bases = checkpoint_bases(plan, config, setting, workdir, progress, device)
-    context = MethodContext(targets=setting.repeated, retain=setting.control, pad_id=setting.tokenizer.pad_token_id,
+    context = MethodContext(targets=setting.repeated, retain=retain_set(setting), pad_id=setting.tokenizer.pad_token_id,
                             device=device, seed=seed, config=config)
     record = sweep_record(plan, bases, setting, context, progress, config=config.to_dict(), preset=config.preset,
                           seeds=Seeds(method=seed, train=config.train.seed, data=config.data.seed), started=started)

@@ -71,6 +71,19 @@ class Setting:
                 "vocab_size": self.vocab_size}
 
 
+def retain_set(setting: Setting) -> SequenceSet:
+    """The non-memorized training sequences editors may fit to (their KL anchor): as many as the
+    control set, drawn (seeded by the data seed) from the single-seen sequences outside it, so the
+    control set that scores an edit (`em_control`, control degradation) is never text the edit was
+    fit to. A pretrained model's paragraphs setting keeps its own disjoint retain paragraphs."""
+    if setting.data is None:
+        return setting.single
+    control = set(setting.control.ids)
+    outside = [k for k, sequence_id in enumerate(setting.single.ids) if sequence_id not in control]
+    size = min(len(setting.control), len(outside))
+    return setting.single.subset(random.Random(f"retain:{setting.data.seed}").sample(outside, size))
+
+
 def train_tokenizer(texts: list[str], vocab_size: int):
     """A byte-level BPE trained on the setting's training text, wrapped for transformers."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

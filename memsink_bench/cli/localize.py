@@ -31,6 +31,7 @@ def handle(args) -> int:
     from ..checkpoints import git_commit, resolve_target, viewed_model
     from ..kinds.memsinks import MemSinks
     from ..localization import localization_table, own_sinks, render, summarize
+    from ..setting import retain_set
     from ..methods.base import MethodContext
     from ..models import select_device
     from ..storage import atomic_write_json, atomic_write_text, check_writable
@@ -44,7 +45,7 @@ def handle(args) -> int:
     target = resolve_target(f"{MemSinks.name}:mean", args.workdir, setting, config, not args.quiet, device)
     model = viewed_model(target, config)
     own, pool = own_sinks(config, setting, model)
-    context = MethodContext(targets=setting.repeated, retain=setting.control, pad_id=setting.tokenizer.pad_token_id,
+    context = MethodContext(targets=setting.repeated, retain=retain_set(setting), pad_id=setting.tokenizer.pad_token_id,
                             device=device, seed=0, config=config)
     report = {"setting": setting.name, "preset": config.preset, "checkpoint": str(target.checkpoint.directory),
               "group_size": args.group_size, "git_commit": git_commit(), "methods": {}}

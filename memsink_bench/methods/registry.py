@@ -26,6 +26,7 @@ BUILTINS = {
     "ig": "memsink_bench.methods.ig:IntegratedGradients",
     "sparse-ft": "memsink_bench.methods.sparse_ft:SparseFineTuning",
     "co-unlearn": "memsink_bench.methods.co_unlearn:ContrastiveUnlearning",
+    "co-edit": "memsink_bench.methods.co_edit:ContrastiveEditing",
     "random-neurons": "memsink_bench.methods.random_neurons:RandomNeurons",
     "random-sparse-ft": "memsink_bench.methods.sparse_ft:RandomSparseFineTuning",
     "memsinks": "memsink_bench.methods.training_time:MemSinksDrop",

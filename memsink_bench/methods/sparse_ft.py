@@ -20,14 +20,16 @@ class SparseFineTuning(ContrastiveUnlearning):
     name = "sparse-ft"
     summary = "top-0.1% |grad| of the contrastive objective over attention+MLP matrices, then masked Adam steps"
 
-    def __init__(self, fraction: float = 0.001, lr: float = 1e-5, nll_weight: float = 0.1):
-        super().__init__(lr=lr, nll_weight=nll_weight)
+    def __init__(self, fraction: float = 0.001, lr: float = 1e-5, nll_weight: float = 0.1,
+                 kl: str = "current||original"):
+        super().__init__(lr=lr, nll_weight=nll_weight, kl=kl, parameters="matrices")
         if not 0 < fraction <= 1:
             raise UserError(f"fraction={fraction} is outside (0, 1]", "set method.fraction, e.g. 0.001 for 0.1%")
         self.fraction = fraction
 
     def masks(self, model, context: MethodContext) -> dict[str, torch.Tensor]:
-        return top_fraction_masks(contrastive_gradient_magnitudes(model, context, self.nll_weight), self.fraction)
+        return top_fraction_masks(contrastive_gradient_magnitudes(model, context, self.nll_weight, self.kl),
+                                  self.fraction)
 
 
 class RandomSparseFineTuning(SparseFineTuning):

@@ -68,6 +68,82 @@ def test_co_unlearn_raises_the_memorized_loss_and_keeps_retain_text_close():
     assert unchanged == pytest.approx(before)                             # the input model is not edited
 
 
+@pytest.mark.parametrize("parameters", ["matrices", "all"])
+def test_co_unlearn_trains_the_papers_parameters_by_default_and_all_on_request(parameters):
+    """Stoehr et al.: no gradients on embed, pos_embed, unembed and biases (layer norms are folded
+    into the matrices in TransformerLens): only the attention and MLP matrices move by default."""
+    model, context, _ = planted_model()
+    before = copy.deepcopy(model.state_dict())
+    after = ContrastiveUnlearning(lr=1e-2, parameters=parameters).edit(model, context, 3).state_dict()
+    matrices = editable_matrices(model)
+    moved = {name for name, tensor in after.items() if not torch.equal(before[name], tensor)}
+    assert moved & set(matrices)
+    if parameters == "matrices":
+        assert moved <= set(matrices)
+    else:
+        assert any("wte" in n or "wpe" in n for n in moved) and any(n.endswith(".bias") for n in moved)
+
+
+def test_retain_kl_has_the_papers_direction_by_default():
+    """KL(current || original) = sum p_current (log p_current - log p_original), and the other direction on request."""
+    import torch.nn.functional as F
+
+    from memsink_bench.methods.editing import retain_kl
+
+    model, context, _ = planted_model()
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        for parameter in other.parameters():
+            parameter.add_(0.05 * torch.randn(parameter.shape, generator=torch.Generator().manual_seed(3)))
+    batch = one_batch(context.retain)
+    with torch.no_grad():
+        current = F.log_softmax(other(input_ids=batch.input_ids).logits.float(), -1)
+        original = F.log_softmax(model(input_ids=batch.input_ids).logits.float(), -1)
+        valid = (batch.labels != -100).float()
+        forward = ((current.exp() * (current - original)).sum(-1) * valid).sum() / valid.sum()
+        backward = ((original.exp() * (original - current)).sum(-1) * valid).sum() / valid.sum()
+        assert float(retain_kl(other, model, batch)) == pytest.approx(float(forward), rel=1e-5)
+        assert float(retain_kl(other, model, batch, "original||current")) == pytest.approx(float(backward), rel=1e-5)
+    assert float(forward) != pytest.approx(float(backward), rel=1e-3)
+    with pytest.raises(Exception, match="not a KL direction"):
+        ContrastiveUnlearning(kl="both")
+
+
+def test_the_retain_set_is_disjoint_from_the_control_set(smoke_setting):
+    from memsink_bench.setting import retain_set
+
+    retain = retain_set(smoke_setting)
+    assert len(retain) == len(smoke_setting.control)
+    assert not set(retain.ids) & set(smoke_setting.control.ids)
+    assert set(retain.ids) <= set(smoke_setting.single.ids)
+    assert retain.ids == retain_set(smoke_setting).ids                    # seeded
+
+
+def test_co_edit_pulls_each_memorized_prefix_towards_its_perturbed_continuation():
+    from memsink_bench.methods.co_edit import ContrastiveEditing
+
+    model, context, _ = planted_model()
+    editor = ContrastiveEditing(lr=1e-2)
+    targets = editor.perturbed_targets(model, context)
+    assert 0 < len(targets) <= len(context.targets)
+    for tokens, (start, end) in zip(targets.tokens, targets.spans):
+        original = context.targets.tokens[context.targets.ids.index(targets.ids[targets.tokens.index(tokens)])]
+        assert tokens[:start] == original[:start]                       # the original prefix
+        assert tokens[start:end] != original[start:end]                  # an alternative continuation
+    memorized, alternative = one_batch(context.targets), one_batch(targets)
+    with torch.no_grad():
+        before = float(target_nll(model, memorized)), float(target_nll(model, alternative))
+    before_state = copy.deepcopy(model.state_dict())
+    edited = dict(editor.edit_sweep(model, context, [10]))[10]
+    with torch.no_grad():
+        after = float(target_nll(edited, memorized)), float(target_nll(edited, alternative))
+    assert after[0] > before[0] + 0.5 and after[1] < before[1] - 0.5
+    moved = {n for n, t in edited.state_dict().items() if not torch.equal(before_state[n], t)}
+    assert moved and moved <= set(editable_matrices(model))
+    assert editor.record_extras(model, context) == {"edited_sequences": len(targets),
+                                                    "forget_sequences": len(context.targets)}
+
+
 def test_step_sweep_equals_restarting_at_each_knob():
     model, context, _ = planted_model()
     editor = SparseFineTuning(fraction=0.01, lr=1e-2)

@@ -132,10 +132,10 @@ def test_reproduction_sweep_marks_every_committed_record_done(tmp_path):
     plan = load_plan(REPO / "sweeps" / "reproduction.yaml", results, tmp_path / "work")
     committed = {path.resolve() for path in (results / "records").glob("*/*.json")}
     planned = {job.output for job in plan.jobs if job.action == "run"}
-    assert len(committed) == 116
+    assert len(committed) == 134
     assert planned == committed
     analyses = [job for job in plan.jobs if job.action == "analyze"]
-    assert len(analyses) == 6 and all(job.done for job in analyses)
+    assert len(analyses) == 8 and all(job.done for job in analyses)
     # 24 main (3 seeds x 2 settings x 4 kinds), 6 never-seen (3 seeds x 2 settings), 3 p, 2 noise, 2 dynamics
     assert sum(job.action == "train" for job in plan.jobs) == 37
 
