@@ -293,7 +293,8 @@ def run(model, setting, *, hooked=None, max_sequences: int | None = None, ablate
     for group, sequences in groups.items():
         table, summary["groups"][group] = analyze_group(hooked, sequences, counts, pad_id_of(setting), batch_size)
         frames.append(table.assign(group=group))
-    summary["controls"] = reading_controls(hooked, groups, counts, pad_id_of(setting), batch_size)
+    summary["controls"] = reading_controls(hooked, groups, counts, pad_id_of(setting), batch_size,
+                                           {group: found["top_head"] for group, found in summary["groups"].items()})
     if ablate:
         top = summary["groups"]["memorized"]["top_head"]
         summary["ablation"] = {"layer": top["layer"], "head": top["head"], **{
@@ -305,15 +306,20 @@ def run(model, setting, *, hooked=None, max_sequences: int | None = None, ablate
     return frame[key + [c for c in frame.columns if c not in key]], plain(summary)
 
 
-def reading_controls(hooked, groups: dict, counts: np.ndarray, pad_id: int, batch_size: int) -> dict:
+def reading_controls(hooked, groups: dict, counts: np.ndarray, pad_id: int, batch_size: int,
+                     primary: dict) -> dict:
     """The top head and its tau under both readings of "attention from the first decoded token"
     (READINGS), with the full prefixes and with prefixes matched in length across the groups (the
     last `window` tokens of every prefix, window = the shortest prefix of either group), so that a
-    difference between the groups is not one of prefix length."""
+    difference between the groups is not one of prefix length. `primary`: the top heads already
+    found with full prefixes from query start-1, reused rather than computed again."""
     window = min(s - 1 for sequences in groups.values() for s, _ in sequences.spans)
     variants = {}
     for condition, cut in (("full prefix", None), (f"matched prefix ({window} tokens)", window)):
         for reading, offset in READINGS.items():
+            if cut is None and offset == 0:         # the primary analysis itself (`primary`: its top heads)
+                variants[f"{condition}, {reading}"] = primary
+                continue
             variants[f"{condition}, {reading}"] = {
                 group: analyze_group(hooked, sequences, counts, pad_id, batch_size, offset, cut)[1]["top_head"]
                 for group, sequences in groups.items()}
