@@ -21,6 +21,7 @@ from .errors import UserError, did_you_mean
 
 CORPORA = ("synthetic-stories", "classic-prose", "tinystories", "file")
 MASK_FUNCTIONS = ("counter", "reference")
+FORGET_SPANS = ("sequence", "extraction")
 TRACKERS = ("none", "tensorboard", "wandb", "mlflow")   # accelerate trackers (train.log_with)
 
 
@@ -208,6 +209,39 @@ def metrics_in_key(config: dict) -> dict:
     return config
 
 
+@dataclass
+class ScoringConfig:
+    """What a run forgets and is ranked on (not part of any checkpoint).
+
+    `forget_span` is the span every method's objective reads (MethodContext.targets) and the
+    leaderboard's primary columns score: `sequence`, every token after BOS (the MemSinks paper's
+    measure), or `extraction`, the span exact match and the extraction metrics read (the
+    continuation after `data.prefix_len` tokens, or the canary). The other span is a secondary
+    column. Records made before this section existed forgot and extracted the extraction span, so
+    `extraction` keeps a record's identity as it was (`scoring_in_key`)."""
+
+    forget_span: str = "sequence"
+
+    def __post_init__(self):
+        _check(self.forget_span in FORGET_SPANS, f"unknown scoring.forget_span '{self.forget_span}'",
+               did_you_mean(self.forget_span, FORGET_SPANS))
+
+
+def scoring_in_key(config: dict) -> dict:
+    """A config dict as it enters a key: its `scoring` section only when the forget span is not the
+    extraction span (what every record made before the section existed forgot)."""
+    config = dict(config)
+    scoring = config.pop("scoring", None) or {}
+    if scoring.get("forget_span", "extraction") != "extraction":
+        config["scoring"] = dict(scoring)
+    return config
+
+
+def identity_config(config: dict) -> dict:
+    """The config sections as they enter a record's identity (metrics and scoring: see above)."""
+    return scoring_in_key(metrics_in_key(config))
+
+
 SECTIONS = {
     "data": DataConfig,
     "model": ModelConfig,
@@ -215,6 +249,7 @@ SECTIONS = {
     "memsinks": MemSinksConfig,
     "gradient_masked": GradientMaskConfig,
     "metrics": MetricsConfig,
+    "scoring": ScoringConfig,
 }
 
 
@@ -230,6 +265,7 @@ class ExperimentConfig:
     memsinks: MemSinksConfig = field(default_factory=MemSinksConfig)
     gradient_masked: GradientMaskConfig = field(default_factory=GradientMaskConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -29,18 +29,29 @@ SEED = 20241201
 
 
 def _curves(record: ResultRecord, rng: np.random.Generator, draws: int,
-            resample: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(gap closed [draws, points], gap closed on the target span [draws, points], degradation
-    [draws, points]) under `draws` resamples of the record's sequences (the stored means repeated
-    when it has no per-sequence values)."""
+            resample: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(gap closed on the record's forget span [draws, points], gap closed on the other span
+    [draws, points], degradation [draws, points], the MemSinks paper's gap closed [draws, points])
+    under `draws` resamples of the record's sequences (the stored means repeated when it has no
+    per-sequence values).
+
+    The paper's gap is the whole-sequence forgetting over the distance from the unedited model's
+    repeated loss to its own validation loss; NaN where that level means nothing (a canary, which
+    a model that never saw it predicts at about log(vocab) a token, or a pretrained model's
+    paragraphs)."""
     points = record.points
+    on_sequence = record.forget_span == "sequence"
+    data = (record.config or {}).get("data")
+    paper_level = isinstance(data, dict) and not data.get("canary_length")
     stored = [p.per_sequence for p in points] + [record.before.per_sequence, record.no_rep.per_sequence]
     if not resample or any(s is None for s in stored):
         gap = np.array([np.nan if p.gap_closed is None else p.gap_closed for p in points])
         target = np.array([np.nan if p.gap_closed_target is None else p.gap_closed_target for p in points])
         degradation = np.array([p.degradation for p in points])
-        return (np.broadcast_to(gap, (draws, len(points))), np.broadcast_to(target, (draws, len(points))),
-                np.broadcast_to(degradation, (draws, len(points))))
+        forget, other = (gap, target) if on_sequence else (target, gap)
+        width = record.before.val_loss - record.before.repeated_loss
+        paper = np.array([p.forgetting / width if paper_level and abs(width) > 1e-9 else np.nan for p in points])
+        return tuple(np.broadcast_to(v, (draws, len(points))) for v in (forget, other, degradation, paper))
     before, norep = record.before.per_sequence, record.no_rep.per_sequence
     rep = rng.integers(0, len(before.repeated_loss), (draws, len(before.repeated_loss)))
     val = rng.integers(0, len(before.val_loss), (draws, len(before.val_loss)))
@@ -56,7 +67,16 @@ def _curves(record: ResultRecord, rng: np.random.Generator, draws: int,
 
     val_before = mean(before.val_loss, val)
     degradation = np.stack([mean(p.per_sequence.val_loss, val) for p in points], axis=1) - val_before[:, None]
-    return gap_of("repeated_loss"), gap_of("repeated_target_loss"), degradation
+    sequence, extraction = gap_of("repeated_loss"), gap_of("repeated_target_loss")
+    if paper_level:
+        base = mean(before.repeated_loss, rep)
+        after = np.stack([mean(p.per_sequence.repeated_loss, rep) for p in points], axis=1)
+        width = (val_before - base)[:, None]
+        paper = np.where(np.abs(width) > 1e-9, (after - base[:, None]) / np.where(width == 0, 1, width), np.nan)
+    else:
+        paper = np.full_like(degradation, np.nan)
+    forget, other = (sequence, extraction) if on_sequence else (extraction, sequence)
+    return forget, other, degradation, paper
 
 
 def best_within(gap: np.ndarray, degradation: np.ndarray, budget: float) -> np.ndarray:
@@ -72,13 +92,14 @@ def pareto_auc(gap: np.ndarray, degradation: np.ndarray, width: float) -> np.nda
     return np.stack([best_within(gap, degradation, x) for x in grid], axis=1).mean(axis=1)
 
 
-Statistic = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+# statistic(forget-span gap, other-span gap, degradation, paper's gap), each [draws, points] -> [draws]
+Statistic = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 def draws_of(records: list[ResultRecord], statistics: dict[str, Statistic], draws: int = DRAWS,
              seed: int = SEED) -> dict[str, np.ndarray]:
-    """{name: [draws] bootstrap distribution of the mean over seeds of statistic(gap, target gap,
-    degradation)}; every statistic sees the same resamples."""
+    """{name: [draws] bootstrap distribution of the mean over seeds of statistic(forget-span gap,
+    other-span gap, degradation)}; every statistic sees the same resamples."""
     rng = np.random.default_rng(seed)
     curves = [_curves(r, rng, draws) for r in records]
     chosen = rng.integers(0, len(records), (draws, len(records)))             # seeds drawn with replacement
@@ -95,7 +116,7 @@ def intervals(records: list[ResultRecord], statistics: dict[str, Statistic]) -> 
     tail = (1 - LEVEL) / 2 * 100
     found = {}
     for name, values in draws_of(records, statistics).items():
-        found[name] = None if np.allclose(values, values[0]) else tuple(
+        found[name] = None if np.isnan(values).all() or np.allclose(values, values[0]) else tuple(
             float(v) for v in np.percentile(values, [tail, 100 - tail]))
     return found
 

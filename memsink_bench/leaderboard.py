@@ -1,5 +1,10 @@
 """Leaderboard tables from result records: one row per method x checkpoint x setting.
 
+Every gap column scores the record's forget span (`scoring.forget_span`: the whole sequence on
+ts-repetition, the canary on ts-canary), the span its method was asked to forget; the other span
+(the continuation after the prefix, or the whole sequence) is the secondary `other span` column.
+Rows forgetting different spans never share a group.
+
 The primary column is the largest memorization gap closed (capped at 1) within 0.05 nats of model
 degradation: the budget at which a deployed model is still "the same model" (validation loss up
 by about 5% of the cpu preset's 0.9 nats), and the MemSinks paper's own operating regime. The
@@ -13,7 +18,8 @@ post-hoc methods on a checkpoint (measured from that checkpoint), and training-t
 (measured from the standard checkpoint they replace). Within a group, each post-hoc row is
 compared with its random control on the same checkpoint (random-neurons for localizers,
 random-sparse-ft for editors), paired by training seed; a row that cannot be told apart from its
-control is marked `≈ control`.
+control is marked `≈ control`. Every row is also compared with the top row of its group (`vs
+top`, paired the same way; `tied` when the interval of the difference contains 0).
 
 Records that differ only in their seeds are replicates of one configuration; a run repeated with
 the same seeds counts once. Where a row has several configurations (a hyperparameter grid), the
@@ -24,6 +30,7 @@ corpus hash), and mixing is an error unless the user picks one.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from .errors import UserError
@@ -40,18 +47,30 @@ CONTROLS = {"localizer": "random-neurons", "editor": "random-sparse-ft"}
 
 
 def _gap_statistic(budget: float, target: bool = False):
-    return lambda gap, target_gap, degradation: best_within(target_gap if target else gap, degradation, budget)
+    return lambda gap, target_gap, degradation, *_: best_within(target_gap if target else gap, degradation, budget)
+
+
+def _paper_gap_statistic(budget: float):
+    """The MemSinks paper's gap (to the model's own validation loss) within the budget; NaN where
+    the record has none (canaries, paragraphs)."""
+    def statistic(gap, other, degradation, paper):
+        if np.isnan(paper).all():
+            return np.full(paper.shape[0], np.nan)
+        return best_within(paper, degradation, budget)
+    return statistic
 
 
 STATISTICS = {
     **{f"gap closed @{b}": _gap_statistic(b) for b in BUDGETS_SHOWN},
-    "Pareto AUC": lambda gap, target, degradation: pareto_auc(gap, degradation, AUC_MAX_DEGRADATION),
-    "target gap @0.05": _gap_statistic(PRIMARY_BUDGET, target=True),
+    "Pareto AUC": lambda gap, target, degradation, *_: pareto_auc(gap, degradation, AUC_MAX_DEGRADATION),
+    "other span gap @0.05": _gap_statistic(PRIMARY_BUDGET, target=True),
+    "gap to val @0.05": _paper_gap_statistic(PRIMARY_BUDGET),
 }
 # (column, metric whose direction gives the arrow, format) of the numeric columns, in display order
 COLUMNS = [*[(f"gap closed @{b}", "gap_closed", "{:.3f}") for b in BUDGETS_SHOWN],
            ("Pareto AUC", "auc", "{:.3f}"),
-           ("target gap @0.05", "gap_closed_target", "{:.3f}"),
+           ("other span gap @0.05", "gap_closed_target", "{:.3f}"),
+           ("gap to val @0.05", "gap_closed", "{:.3f}"),
            ("EM rep. before", None, "{:.1f}"),
            ("EM rep. @0.05", "em_repeated", "{:.1f}"),
            ("PrivLeak @0.05", None, "{:+.2f}"),
@@ -64,7 +83,7 @@ COLUMNS = [*[(f"gap closed @{b}", "gap_closed", "{:.3f}") for b in BUDGETS_SHOWN
 
 def _em_within(record: ResultRecord, budget: float) -> float:
     """Exact match on repeated sequences at the point closing the most gap within the budget."""
-    chosen = best_point(record.points, "gap_closed", budget)
+    chosen = best_point(record.points, record.forget_key, budget)
     return record.before.em_repeated if chosen is None else chosen.em_repeated
 
 
@@ -73,7 +92,7 @@ def _mean_at_chosen(replicates: list[ResultRecord], value) -> float:
     primary budget (NaN when a record predates the metric)."""
     values = []
     for record in replicates:
-        chosen = best_point(record.points, "gap_closed", PRIMARY_BUDGET)
+        chosen = best_point(record.points, record.forget_key, PRIMARY_BUDGET)
         found = value(chosen) if chosen is not None else None
         if found is None:
             return float("nan")
@@ -101,11 +120,18 @@ def corpus_family(record: ResultRecord) -> str:
     return record.corpus if record.corpus == "synthetic-stories" else record.corpus_hash[:12]
 
 
+def span_label(record: ResultRecord) -> str:
+    """The forget span in words: sequence, canary (ts-canary's extraction span) or continuation."""
+    if record.forget_span == "sequence":
+        return "sequence"
+    return "canary" if ((record.config or {}).get("data") or {}).get("canary_length") else "continuation"
+
+
 def group_of(record: ResultRecord) -> str:
-    """Rows are compared only within a group: they share a before-state."""
+    """Rows are compared only within a group: they share a before-state and a forget span."""
     if record.method_type == "training":
-        return f"training-time, vs {record.reference.before}"
-    return f"post-hoc on {record.checkpoint.label}"
+        return f"training-time, vs {record.reference.before}, forgetting the {span_label(record)}"
+    return f"post-hoc on {record.checkpoint.label}, forgetting the {span_label(record)}"
 
 
 def needs_of(method: str) -> str:
@@ -191,6 +217,7 @@ def leaderboard_frame(records: list[ResultRecord], setting: str | None = None, p
     frame["flags"] = _swap_flags(frame)
     frame["needs"] = [needs_of(m) for m in frame["method"]]
     frame["vs control"], frame["_control_close"] = zip(*[_versus_control(frame, i) for i in range(len(frame))])
+    frame["vs top"] = [_versus_top(frame, i) for i in range(len(frame))]
     frame.loc[frame["_control_close"], "flags"] = [f"{f} ≈ control".strip() for f in frame.loc[frame["_control_close"], "flags"]]
     if with_intervals:
         frame["_intervals"] = [intervals(r, STATISTICS) for r in frame["_records"]]
@@ -253,6 +280,22 @@ def _versus_control(frame: pd.DataFrame, position: int) -> tuple[str, bool]:
     return text, close
 
 
+def _versus_top(frame: pd.DataFrame, position: int) -> str:
+    """The primary-column difference to the top row of the group, paired by training seed, with its
+    interval; `tied` when that interval contains 0 (the two cannot be told apart)."""
+    row = frame.iloc[position]
+    same = frame[(frame["setting"] == row["setting"]) & (frame["preset"] == row["preset"])
+                 & (frame["group"] == row["group"])]
+    top = same.iloc[0]                 # the frame is sorted by the primary column within each group
+    if top.name == frame.index[position]:
+        return "top" if len(same) > 1 else "-"
+    difference, band, common = paired_difference(_per_seed(row), _per_seed(top))
+    if common == 0:
+        return "no common seeds"
+    text = f"{difference:+.3f}" + (f" [{band[0]:+.3f}, {band[1]:+.3f}]" if band else f" ({common} seed)")
+    return text + (" tied" if band is not None and band[0] <= 0 <= band[1] else "")
+
+
 def _arrow(metric: str | None) -> str:
     if metric is None:
         return ""
@@ -269,7 +312,7 @@ def render(frame: pd.DataFrame, fmt: str) -> str:
             return spec.format(value) + (f" [{band[0]:.3f}, {band[1]:.3f}]" if band else "")
         shown[name] = [cell(v, b) for v, b in zip(shown[name], shown["_intervals"])]
     order = ["setting", "preset", "corpus", "group", "method", "checkpoint", *[c for c, _, _ in COLUMNS],
-             SD_COLUMN, "seeds", "configs", "selected on", "vs control", "needs", "flags"]
+             SD_COLUMN, "seeds", "configs", "selected on", "vs control", "vs top", "needs", "flags"]
     shown = shown[order].rename(columns={name: name + _arrow(metric) for name, metric, _ in COLUMNS})
     if fmt == "csv":
         return shown.to_csv(index=False)

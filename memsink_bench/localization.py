@@ -80,7 +80,7 @@ def localization_table(method, model, context, setting, own: torch.Tensor, pool:
 
     for start in range(0, len(setting.repeated), group_size):
         indices = list(range(start, min(start + group_size, len(setting.repeated))))
-        group = setting.repeated.subset(indices)
+        group = context.targets.subset(indices)
         local = copy.copy(context)
         local.targets = group
         clock = time.perf_counter()

@@ -111,12 +111,22 @@ def _record_order(record: ResultRecord) -> tuple:
             str(sorted(record.hyperparameters.items())))
 
 
+def forgetting_of(record: ResultRecord, point) -> float:
+    """A point's forgetting on its record's forget span (whole sequence, or the extraction span)."""
+    return point.forgetting if record.forget_span == "sequence" else point.forgetting_target
+
+
 def no_rep_levels(records: list[ResultRecord]) -> list[tuple[str, float]]:
-    """(reference state, forgetting needed to reach the no-rep model's repeated loss), one per
-    distinct "before" state: no_rep.repeated_loss - before.repeated_loss."""
+    """(reference state, forgetting needed to reach the no-rep model's loss on the forget span),
+    one per distinct "before" state and span: no_rep loss - before loss on that span."""
     levels = {}
     for record in records:
-        levels[record.reference.before] = record.no_rep.repeated_loss - record.before.repeated_loss
+        if record.forget_span == "sequence":
+            level = record.no_rep.repeated_loss - record.before.repeated_loss
+        else:
+            level = record.no_rep.repeated_target_loss - record.before.repeated_target_loss
+        span = "sequence" if record.forget_span == "sequence" else "extraction span"
+        levels[f"{record.reference.before}, {span}"] = level
     return sorted(levels.items())
 
 
@@ -124,7 +134,7 @@ TRADEOFF_MAX_DEGRADATION = 1.0    # nats: the x range shown; points beyond are n
 
 
 def tradeoff_figure(records: list[ResultRecord], title: str | None = None) -> Figure:
-    """Sequence forgetting (y) against model degradation (x), one curve per method x checkpoint x
+    """Forgetting on the forget span (y) against model degradation (x), one curve per method x checkpoint x
     configuration over its knob (MemSinks: star, gradient-masked: diamond), and the no-rep level as
     a horizontal line -- the layout of MemSinks Fig. 2 / 4c. Up and to the left is better.
 
@@ -141,12 +151,14 @@ def tradeoff_figure(records: list[ResultRecord], title: str | None = None) -> Fi
             ax.axhline(level, color="black", linestyle=style, linewidth=1.0,
                        label=f"no-rep level (vs {reference})")
         ax.axvline(0.0, color="0.6", linewidth=0.8, zorder=0)
-        shown = [p.forgetting for r in records for p in r.points if p.degradation <= TRADEOFF_MAX_DEGRADATION]
+        shown = [forgetting_of(r, p) for r in records for p in r.points if p.degradation <= TRADEOFF_MAX_DEGRADATION]
         top = max(shown + [level for _, level in no_rep_levels(records)] + [0.1])
         ax.set_xlim(-0.05, TRADEOFF_MAX_DEGRADATION)
         ax.set_ylim(min(shown + [0.0]) - 0.05 * top, 1.1 * top)
         ax.set_xlabel("model degradation (validation loss increase, nats)")
-        ax.set_ylabel("sequence forgetting\n(repeated loss increase, nats)")
+        spans = {r.forget_span for r in records}
+        what = "sequence" if spans == {"sequence"} else "extraction-span" if spans == {"extraction"} else "forget-span"
+        ax.set_ylabel(f"{what} forgetting\n(repeated loss increase, nats)")
         if title:
             ax.set_title(title)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
@@ -174,7 +186,7 @@ def _draw_curve(ax, replicates: list[ResultRecord], labelled: set) -> None:
     for knob in sorted(by_knob):
         points = by_knob[knob]
         x = sum(p.degradation for p in points) / len(points)
-        rows += [{"knob": knob, "degradation": x, "forgetting": p.forgetting} for p in points]
+        rows += [{"knob": knob, "degradation": x, "forgetting": forgetting_of(first, p)} for p in points]
     frame = pd.DataFrame(rows)
     label = curve_label(first)
     least = frame["degradation"].min()
@@ -428,7 +440,7 @@ def pareto_figure(rows: list[list[ResultRecord]], budgets_marked=(0.02, 0.05, 0.
     from .metrics import AUC_MAX_DEGRADATION
 
     grid = np.linspace(0.0, AUC_MAX_DEGRADATION, PARETO_BUDGETS)
-    statistics = {x: (lambda gap, target, degradation, x=x: best_within(gap, degradation, x)) for x in grid}
+    statistics = {x: (lambda gap, target, degradation, *_, x=x: best_within(gap, degradation, x)) for x in grid}
     tail = (1 - LEVEL) / 2 * 100
     with paper_style():
         fig, ax = subplots(width=DOUBLE_COLUMN, height=3.2)

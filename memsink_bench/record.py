@@ -215,20 +215,36 @@ class ResultRecord:
 
     # --- what consumers ask ------------------------------------------------------------------
 
+    @property
+    def forget_span(self) -> str:
+        """The span the run's method forgot and its primary columns score (`scoring.forget_span`;
+        a record made before that section existed forgot the extraction span)."""
+        return ((self.config or {}).get("scoring") or {}).get("forget_span", "extraction")
+
+    @property
+    def forget_key(self) -> str:
+        """The point field of the gap closed on the forget span."""
+        return forget_key(self.forget_span)
+
     def configuration(self) -> str:
         """Everything that defines the run except its seeds (training, method and data seed) and
         the knobs that never change a result (device, threads, tracker): replicates share this key."""
         from .checkpoints import NOT_IN_KEY
 
-        from .config import metrics_in_key
+        from .config import identity_config
 
-        config = metrics_in_key(json.loads(json.dumps(self.config)))
+        config = identity_config(json.loads(json.dumps(self.config)))
         config.get("train", {}).pop("seed", None)
         config.get("data", {}).pop("seed", None)        # a seed too: replicates may each draw their own forget set
         for name in NOT_IN_KEY:
             config.get("train", {}).pop(name, None)
         return json.dumps({"hyperparameters": self.hyperparameters, "grid": self.grid, "config": config,
                            "source": self.method_source}, sort_keys=True)
+
+
+def forget_key(span: str) -> str:
+    """The point field holding the gap closed on a span: the whole sequence or the extraction span."""
+    return "gap_closed" if span == "sequence" else "gap_closed_target"
 
 
 def _state(cls, raw: dict):

@@ -21,7 +21,7 @@ import yaml
 
 from .checkpoints import (NOT_IN_KEY, evaluate_cached, get_checkpoint, git_commit, package_versions,
                           resolve_target, viewed_model)
-from .config import (METHOD_SECTIONS, ExperimentConfig, MetricsConfig, data_dir, metrics_in_key, parse_override,
+from .config import (METHOD_SECTIONS, ExperimentConfig, MetricsConfig, data_dir, identity_config, parse_override,
                      typed_value)
 from .errors import UserError, did_you_mean
 from .kinds import NEVER_SEEN, NO_REP, STANDARD
@@ -29,8 +29,8 @@ from .methods.base import MethodContext
 from .methods.registry import Entry, registry
 from .metrics import directions, measure_state, point_metrics, summarize_curve
 from .progress import progress
-from .record import IDENTITY_FORMAT, CheckpointInfo, Reference, ResultRecord, Seeds, State, Timings, record_path
-from .setting import Setting, retain_set, setting_fingerprint
+from .record import IDENTITY_FORMAT, CheckpointInfo, forget_key, Reference, ResultRecord, Seeds, State, Timings, record_path
+from .setting import Setting, forget_set, retain_set, setting_fingerprint
 from .train import TRAINING_REVISION
 
 EVAL_VERSION = 1      # the evaluation protocol; part of every record's identity
@@ -119,13 +119,13 @@ def plan_run(method_spec: str, config: ExperimentConfig, results: Path, checkpoi
              method_overrides: list[str] = (), seed: int = 0) -> RunPlan:
     """Resolve the method, its hyperparameters and knob grid, and the record path its identity gives."""
     entry, method, grid, checkpoint_spec = plan_method(method_spec, checkpoint_spec, method_overrides)
-    identity_config = config.to_dict()
+    fields = config.to_dict()
     for name in NOT_IN_KEY:
-        identity_config["train"].pop(name, None)
-    identity_config["data"].pop("corpus_path", None)       # the content hash stands for it
-    identity_config = metrics_in_key(identity_config)       # default metric parameters leave the identity as it was
+        fields["train"].pop(name, None)
+    fields["data"].pop("corpus_path", None)       # the content hash stands for it
+    fields = identity_config(fields)              # default metric parameters, an extraction forget span: as before
     path = identity_path(results, config.setting, config.preset, entry, method, grid, checkpoint_spec,
-                         identity_config, setting_fingerprint(config.setting, config.data)[0], seed)
+                         fields, setting_fingerprint(config.setting, config.data)[0], seed)
     return RunPlan(entry, entry.load(), method, grid, checkpoint_spec, path)
 
 
@@ -187,8 +187,8 @@ def run_method(*, method_spec: str, config: ExperimentConfig, setting: Setting, 
         return reused, plan.path, False
     started = time.perf_counter()
     bases = checkpoint_bases(plan, config, setting, workdir, progress, device)
-    context = MethodContext(targets=setting.repeated, retain=retain_set(setting), pad_id=setting.tokenizer.pad_token_id,
-                            device=device, seed=seed, config=config)
+    context = MethodContext(targets=forget_set(setting, config.scoring.forget_span), retain=retain_set(setting),
+                            pad_id=setting.tokenizer.pad_token_id, device=device, seed=seed, config=config)
     record = sweep_record(plan, bases, setting, context, progress, config=config.to_dict(), preset=config.preset,
                           seeds=Seeds(method=seed, train=config.train.seed, data=config.data.seed), started=started)
     record.write(plan.path)
@@ -224,7 +224,7 @@ def sweep_record(plan: RunPlan, bases: Bases, setting: Setting, context: MethodC
                               params=bases.params)
         _check_finite(after.means(), entry.name, knob)
         points.append(point_metrics(knob, after, bases.before, bases.reference, bases.never_seen))
-        if _better_within(points[-1], chosen[0] if chosen else None):
+        if _better_within(points[-1], chosen[0] if chosen else None, forget_key(_span_of(config))):
             chosen = (points[-1], state_model, scale)          # the point robustness is measured at
         eval_seconds += time.perf_counter() - clock
         bar.update(1)
@@ -253,11 +253,16 @@ def sweep_record(plan: RunPlan, bases: Bases, setting: Setting, context: MethodC
         directions=directions(bases.params))
 
 
-def _better_within(point, best, budget: float = 0.05) -> bool:
-    """Is `point` the new best gap closed within the primary budget (the protocol's chosen point)?"""
-    if point.gap_closed is None or point.degradation > budget:
+def _span_of(config: dict) -> str:
+    return (config.get("scoring") or {}).get("forget_span", "extraction")
+
+
+def _better_within(point, best, key: str = "gap_closed", budget: float = 0.05) -> bool:
+    """Is `point` the new best gap closed on the forget span (`key`) within the primary budget
+    (the protocol's chosen point)?"""
+    if getattr(point, key) is None or point.degradation > budget:
         return False
-    return best is None or point.gap_closed > best.gap_closed
+    return best is None or getattr(point, key) > getattr(best, key)
 
 
 def _call(entry: Entry, function, *args):

@@ -71,6 +71,18 @@ class Setting:
                 "vocab_size": self.vocab_size}
 
 
+def forget_set(setting: Setting, span: str = "extraction") -> SequenceSet:
+    """The repeated sequences as methods are asked to forget them (`MethodContext.targets`): with
+    `span="sequence"` every token after BOS is a target (span [1, len), exactly the tokens of the
+    whole-sequence loss); with `"extraction"` each keeps its extraction span (continuation or canary)."""
+    repeated = setting.repeated
+    if span == "extraction":
+        return repeated
+    if span != "sequence":
+        raise ValueError(f"unknown forget span {span!r}")
+    return SequenceSet(repeated.tokens, repeated.ids, [(1, len(tokens)) for tokens in repeated.tokens])
+
+
 def retain_set(setting: Setting) -> SequenceSet:
     """The non-memorized training sequences editors may fit to (their KL anchor): as many as the
     control set, drawn (seeded by the data seed) from the single-seen sequences outside it, so the

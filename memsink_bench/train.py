@@ -138,6 +138,7 @@ def evaluate_during_training(model, setting: Setting, kind: str, config: Experim
         suffix = "" if view is main else f"@{name}"
         metrics[f"repeated_loss{suffix}"] = report["loss"]
         metrics[f"repeated_target_loss{suffix}"] = report["target_loss"]
+    metrics.update(get_kind(kind).training_diagnostics(model, setting, config, d_mlp, pad_id))
     return metrics
 
 

@@ -31,7 +31,7 @@ def handle(args) -> int:
     from ..checkpoints import git_commit, resolve_target, viewed_model
     from ..kinds.memsinks import MemSinks
     from ..localization import localization_table, own_sinks, render, summarize
-    from ..setting import retain_set
+    from ..setting import forget_set, retain_set
     from ..methods.base import MethodContext
     from ..models import select_device
     from ..storage import atomic_write_json, atomic_write_text, check_writable
@@ -45,9 +45,10 @@ def handle(args) -> int:
     target = resolve_target(f"{MemSinks.name}:mean", args.workdir, setting, config, not args.quiet, device)
     model = viewed_model(target, config)
     own, pool = own_sinks(config, setting, model)
-    context = MethodContext(targets=setting.repeated, retain=retain_set(setting), pad_id=setting.tokenizer.pad_token_id,
-                            device=device, seed=0, config=config)
+    context = MethodContext(targets=forget_set(setting, config.scoring.forget_span), retain=retain_set(setting),
+                            pad_id=setting.tokenizer.pad_token_id, device=device, seed=0, config=config)
     report = {"setting": setting.name, "preset": config.preset, "checkpoint": str(target.checkpoint.directory),
+              "forget_span": config.scoring.forget_span,
               "group_size": args.group_size, "git_commit": git_commit(), "methods": {}}
     for name, method in planned:
         rows, seconds = localization_table(method, model, context, setting, own, pool, args.group_size)

@@ -62,6 +62,10 @@ class Kind:
         found["default"] = found[self.default_view]
         return found
 
+    def training_diagnostics(self, model, setting, config: ExperimentConfig, d_mlp: int, pad_id: int) -> dict[str, float]:
+        """Extra numbers logged at every evaluation during training (metrics.jsonl, the trackers)."""
+        return {}
+
     def removal_scale(self, config: ExperimentConfig, d_mlp: int, t: float) -> torch.Tensor:
         """[1, 1, 1, d_mlp] neuron scale at removal strength t in (0, 1]: from the default view
         (t = 0) to the memorization neurons fully switched off (t = 1). Training-time kinds only."""

@@ -10,6 +10,8 @@ from ..config import ExperimentConfig
 from ..masks import split_neurons
 from .base import Kind, View
 
+DIAGNOSTIC_SEQUENCES = 64     # sequences per role the block shares are measured on during training
+
 
 def memorization_block(d_mlp: int, generalization_fraction: float) -> tuple[int, int]:
     """(n_gen, n_mem): neurons [0, n_gen) generalize, [n_gen, d_mlp) memorize."""
@@ -47,6 +49,29 @@ class GradientMasked(Kind):
                 "dropout-rescaled": View("dropout-rescaled", "memorization block zeroed, the generalization block "
                                          "scaled by d_mlp / n_gen (MemSinks' drop-view rescaling)",
                                          lambda ids: rescaled.to(ids.device))}
+
+    def training_diagnostics(self, model, setting, config, d_mlp, pad_id):
+        """Why dropping the memorization block may collapse the model, as it trains: the share of
+        the MLP output the memorization block writes (mean over layers of ||W_out[mem] act[mem]||
+        / (that + the generalization block's)) on held-out and on repeated sequences, and the
+        validation loss with every neuron kept beside the logged one with the block dropped. A
+        share on held-out text that grows while the dropped-block validation loss climbs away
+        from the kept-all one is the network coming to rely on the block for all text."""
+        from ..analyses.block_norms import block_output_norms
+        from ..evaluate import sequence_losses
+
+        n_gen, _ = memorization_block(d_mlp, config.gradient_masked.generalization_fraction)
+        found, was_training = {}, model.training
+        model.eval()
+        try:
+            for role, sequences in (("validation", setting.validation), ("repeated", setting.repeated)):
+                subset = sequences.subset(range(min(DIAGNOSTIC_SEQUENCES, len(sequences))))
+                norms = block_output_norms(model, subset, pad_id, n_gen)
+                found[f"mem_block_share@{role}"] = float((norms[:, 1] / norms.sum(axis=1).clip(min=1e-12)).mean())
+            found["val_loss@keep-all"] = sequence_losses(model, setting.validation, pad_id).summary()["loss"]
+        finally:
+            model.train(was_training)
+        return found
 
     def removal_scale(self, config, d_mlp, t):
         return self._kept(config, d_mlp, t)[None, None, None, :]

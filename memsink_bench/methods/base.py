@@ -76,6 +76,9 @@ class Method:
     resource_knobs: ClassVar[tuple[str, ...]] = ()   # hyperparameters that change speed or memory, never a result
     checkpoint_kind: ClassVar[str | None] = None   # runs only on this kind (None: any checkpoint, standard by default)
     needs: ClassVar[str] = "forget set"            # what it needs beyond the model (the leaderboard's needs column)
+    # hyperparameters added after records existed, at the value that reproduces the behaviour
+    # before them: at that value they are left out of the identity (those records keep theirs)
+    legacy_values: ClassVar[dict] = {}
 
     @classmethod
     def hyperparameter_names(cls) -> list[str]:
@@ -85,8 +88,11 @@ class Method:
                 if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
     def hyperparameters(self) -> dict:
-        """The hyperparameters that define the run (its identity); resource knobs are left out."""
-        return {name: getattr(self, name) for name in self.hyperparameter_names() if name not in self.resource_knobs}
+        """The hyperparameters that define the run (its identity); resource knobs, and hyperparameters
+        at their `legacy_values`, are left out."""
+        return {name: getattr(self, name) for name in self.hyperparameter_names()
+                if name not in self.resource_knobs
+                and not (name in self.legacy_values and getattr(self, name) == self.legacy_values[name])}
 
     def resources(self) -> dict:
         """The resource knobs' values (recorded for provenance, never part of an identity)."""

@@ -2,10 +2,18 @@
 
 One stochastic gate per MLP hidden neuron of every layer multiplies the activation after the
 nonlinearity. The gates' log_alpha ([layers, d_mlp]) are trained with Adam, model weights
-frozen, to minimise the LM loss of the memorized target spans plus lambda times the expected
-fraction of open gates, so they learn the sparsest set of neurons to KEEP that still reproduces
+frozen, to minimise the LM loss of the memorized target spans plus an L0 penalty on the expected
+number of open gates, so they learn the sparsest set of neurons to KEEP that still reproduces
 the targets. Those kept neurons are what the sequences need: score = sigmoid(log_alpha), and
 the harness drops the highest scores.
+
+The penalty is lambda * (expected open gates) / `penalty_reference_gates`. With the default
+98,304 = 24 x 4096, the MLP neurons of the GPT-2-medium-sized models the papers tuned lambda on
+(100, 500, 1000), each gate feels the pull lambda / 98,304 on any model size: the papers' lambda
+means on a 1,024-neuron model what it meant on theirs. The mean over this model's own gates
+(`penalty_reference_gates=0`, how records made before this option were computed) instead pulls
+each gate of a 1,024-neuron model 96 times harder, so every gate closed within ~615 steps at
+lambda 500 whatever the LM loss said.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from ..progress import progress as progress_bar
 from .base import MethodContext, NeuronLocalizer, target_nll
 
 STRETCH_LOW, STRETCH_HIGH = -0.1, 1.1   # l, r: the concrete sample is stretched to (l, r)
+PAPER_GATES = 24 * 4096                  # MLP neurons of a GPT-2-medium-sized model (the papers' lambda)
 NOISE_SALT = 2024                        # context.generator salt of the gate noise u
 
 
@@ -34,8 +43,13 @@ class HardConcretePruning(NeuronLocalizer):
     name = "hard-concrete"
     summary = "hard-concrete pruning gates over MLP neurons (Chang et al. 2024)"
 
+    # a hyperparameter added after records existed: at this value it reproduces the old behaviour
+    # and is left out of the identity (records made before it keep theirs)
+    legacy_values = {"penalty_reference_gates": 0}
+
     def __init__(self, lambda_l0: float = 1000.0, steps: int = 1000, lr: float = 1e-2,
-                 beta: float = 2 / 3, init_keep: float = 0.9, stop_keep_fraction: float = 0.05):
+                 beta: float = 2 / 3, init_keep: float = 0.9, stop_keep_fraction: float = 0.05,
+                 penalty_reference_gates: int = PAPER_GATES):
         _require(_is_real(lambda_l0) and 0 <= lambda_l0 < math.inf, "lambda_l0", lambda_l0,
                  "a finite number >= 0")
         _require(isinstance(steps, Integral) and not isinstance(steps, bool) and steps >= 1,
@@ -47,12 +61,16 @@ class HardConcretePruning(NeuronLocalizer):
                  "a keep probability in (0, 1]")
         _require(_is_real(stop_keep_fraction) and 0 <= stop_keep_fraction < 1,
                  "stop_keep_fraction", stop_keep_fraction, "a fraction in [0, 1) (0 never stops early)")
+        _require(isinstance(penalty_reference_gates, Integral) and not isinstance(penalty_reference_gates, bool)
+                 and penalty_reference_gates >= 0, "penalty_reference_gates", penalty_reference_gates,
+                 f"an integer >= 0 (default {PAPER_GATES}; 0: the mean over this model's gates)")
         self.lambda_l0 = lambda_l0
         self.steps = steps
         self.lr = lr
         self.beta = beta
         self.init_keep = init_keep
         self.stop_keep_fraction = stop_keep_fraction
+        self.penalty_reference_gates = penalty_reference_gates
         self.steps_taken = 0    # Adam steps of the last score() (fewer than `steps` if stopped early)
 
     def score(self, model: nn.Module, context: MethodContext) -> torch.Tensor:
@@ -87,7 +105,7 @@ class HardConcretePruning(NeuronLocalizer):
                 progress.update(1)
                 scaler.scale = per_layer_scale(self.sample_gates(log_alpha, generator))
                 loss = loss_of(model, batches[step % len(batches)])
-                penalty = self.lambda_l0 * self.keep_probability(log_alpha).mean()
+                penalty = self.penalty(log_alpha)
                 optimizer.zero_grad(set_to_none=True)
                 (loss + penalty).backward()
                 optimizer.step()
@@ -109,6 +127,12 @@ class HardConcretePruning(NeuronLocalizer):
         u = u.clamp(1e-6, 1 - 1e-6).to(log_alpha.device)
         s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + log_alpha) / self.beta)
         return (s * (STRETCH_HIGH - STRETCH_LOW) + STRETCH_LOW).clamp(0.0, 1.0)
+
+    def penalty(self, log_alpha: torch.Tensor) -> torch.Tensor:
+        """lambda * expected open gates / penalty_reference_gates (0: / this model's gate count)."""
+        keep = self.keep_probability(log_alpha)
+        scale = self.penalty_reference_gates or keep.numel()
+        return self.lambda_l0 * keep.sum() / scale
 
     def keep_probability(self, log_alpha: torch.Tensor) -> torch.Tensor:
         """P(gate != 0) per gate, [layers, d_mlp]: the differentiable L0 norm term."""

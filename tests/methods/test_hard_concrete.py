@@ -25,7 +25,8 @@ def planted():
 
 def test_planted_neuron_scores_highest(planted):
     model, context, (layer, neuron) = planted
-    method = HardConcretePruning()           # the paper's defaults, lambda 1000, lr 1e-2
+    # the paper's lambda 1000 and lr 1e-2, its penalty a mean over this model's 128 gates
+    method = HardConcretePruning(penalty_reference_gates=0)
     scores = method.score(model, context)
     assert scores.shape == (2, 64) and scores.dtype == torch.float32 and scores.device.type == "cpu"
     assert divmod(int(scores.argmax()), 64) == (layer, neuron)
@@ -86,7 +87,8 @@ def test_fast_loss_equals_target_nll_on_ragged_batch(planted):
     dict(lambda_l0=-1.0), dict(lambda_l0=float("inf")), dict(lambda_l0=float("nan")),
     dict(steps=0), dict(steps=2.5), dict(steps=True), dict(lr=0.0), dict(lr=-1e-3),
     dict(beta=0.0), dict(init_keep=0.0), dict(init_keep=1.5), dict(stop_keep_fraction=1.0),
-    dict(stop_keep_fraction=-0.1), dict(lr="fast"),
+    dict(stop_keep_fraction=-0.1), dict(lr="fast"), dict(penalty_reference_gates=-1),
+    dict(penalty_reference_gates=1.5),
 ])
 def test_invalid_hyperparameters_raise_user_error(bad):
     name = next(iter(bad))
@@ -97,8 +99,25 @@ def test_invalid_hyperparameters_raise_user_error(bad):
 def test_hyperparameters_round_trip():
     method = HardConcretePruning()
     assert method.hyperparameters() == dict(lambda_l0=1000.0, steps=1000, lr=1e-2, beta=2 / 3,
-                                            init_keep=0.9, stop_keep_fraction=0.05)
+                                            init_keep=0.9, stop_keep_fraction=0.05,
+                                            penalty_reference_gates=24 * 4096)
     assert method.name == "hard-concrete"
+    # the mean penalty every record made before the option used: their identity, unchanged
+    legacy = HardConcretePruning(penalty_reference_gates=0).hyperparameters()
+    assert legacy == dict(lambda_l0=1000.0, steps=1000, lr=1e-2, beta=2 / 3, init_keep=0.9, stop_keep_fraction=0.05)
+
+
+@pytest.mark.parametrize("gates", [(2, 64), (6, 1536)])
+def test_each_gate_feels_the_same_penalty_pull_on_any_model_size(gates):
+    """d penalty / d keep-probability of one gate is lambda / 98,304 whatever the model's size
+    (the papers' lambda on the papers' 24 x 4096 neurons), and lambda / (this model's gates) for
+    the mean penalty."""
+    log_alpha = torch.zeros(gates, requires_grad=True)
+    for reference, pull in ((24 * 4096, 500.0 / (24 * 4096)), (0, 500.0 / (gates[0] * gates[1]))):
+        method = HardConcretePruning(lambda_l0=500.0, penalty_reference_gates=reference)
+        (gradient,) = torch.autograd.grad(method.penalty(log_alpha), log_alpha)
+        keep = method.keep_probability(log_alpha.detach())
+        torch.testing.assert_close(gradient, pull * keep * (1 - keep))     # pull x d keep / d log_alpha
 
 
 def test_no_target_sequences_is_a_user_error(planted):

@@ -92,3 +92,14 @@ def test_leaderboard_marks_rows_like_their_control_and_rank_swaps():
     assert "≈ control" in frame.loc["ig", "flags"]            # at the primary budget ig equals the control
     assert "≈ control" not in frame.loc["hard-concrete", "flags"]
     assert frame.loc["hard-concrete", "vs control"].startswith("+0.0")
+    # the top row of the group (hard-concrete at 0.05) against the others, paired by seed
+    assert frame.loc["hard-concrete", "vs top"] == "top"
+    assert frame.loc["ig", "vs top"].startswith("-0.0") and not frame.loc["ig", "vs top"].endswith("tied")
+
+
+def test_a_row_within_noise_of_the_top_is_marked_tied():
+    first = [record("ig", s, [0.10 + 0.03 * (s % 2), 0.2], [0.01, 0.15]) for s in range(4)]
+    second = [record("hard-concrete", s, [0.12 - 0.03 * (s % 2), 0.2], [0.01, 0.15]) for s in range(4)]
+    frame = leaderboard_frame(first + second).set_index("method")
+    top, other = ("ig", "hard-concrete") if frame.loc["ig", "vs top"] == "top" else ("hard-concrete", "ig")
+    assert frame.loc[top, "vs top"] == "top" and frame.loc[other, "vs top"].endswith("tied")

@@ -37,7 +37,7 @@ def make_record(method: str, method_type: str, label: str, forgetting: list[floa
         setting_hash="0" * 16, corpus="synthetic-stories", corpus_hash="ab" * 32,
         checkpoint=CheckpointInfo(label, label.split(":")[0], "default", "/ckpt", 1.0),
         reference=Reference("standard", "/ckpt/no-rep"), seeds=Seeds(0, 0, 0),
-        config={"train": {"seed": 0}, "data": {"seed": 0}}, versions={}, git_commit="0" * 40,
+        config={"train": {"seed": 0}, "data": {"seed": 0}, "scoring": {"forget_span": "sequence"}}, versions={}, git_commit="0" * 40,
         before=State(**state()), no_rep=State(**state(repeated_loss=4.2, val_loss=3.1)), points=points,
         summary={"gap_closed@0.05": points[0].gap_closed, "gap_closed@0.1": points[-1].gap_closed,
                  "auc": 0.1, "auc_target": 0.2, "gap_closed_target@0.05": 0.1, "gap_closed_target@0.1": 0.2},
@@ -143,7 +143,7 @@ def test_tradeoff_marks_memsinks_and_the_no_rep_level():
     lines = {line.get_label(): line for line in figure.axes[0].get_lines()}
     assert lines["memsinks"].get_marker() == "*" and lines["hard-concrete"].get_marker() == "o"
     assert lines["my-plugin"].get_marker() == plots.PLUGIN_MARKER
-    level = lines["no-rep level (vs standard)"]
+    level = lines["no-rep level (vs standard, sequence)"]
     assert list(level.get_ydata()) == pytest.approx([4.2 - 0.2, 4.2 - 0.2])
 
 
@@ -174,7 +174,7 @@ def test_leaderboard_averages_seeds_and_picks_configurations_by_their_mean():
     def replicate(lr: float, seed: int, gap: float) -> ResultRecord:
         record = make_record("sparse-ft", "editor", "standard", [0.4, 1.0], [0.01, 0.05])
         record.hyperparameters = {"lr": lr}
-        record.config = {"train": {"seed": seed, "lr": 0.002}, "data": {"seed": 0}}
+        record.config = {"train": {"seed": seed, "lr": 0.002}, "data": {"seed": 0}, "scoring": {"forget_span": "sequence"}}
         record.seeds = Seeds(method=seed, train=seed, data=0)
         for point in record.points:             # the leaderboard reads the curve, not the stored summary
             point.gap_closed = gap
@@ -231,7 +231,7 @@ def with_robustness(record: ResultRecord, seed: int, relearned: list[float]) -> 
 
     record = copy.deepcopy(record)
     record.seeds = Seeds(seed, seed, 0)
-    record.config = {"train": {"seed": seed}, "data": {"seed": 0}}
+    record.config = {"train": {"seed": seed}, "data": {"seed": 0}, "scoring": {"forget_span": "sequence"}}
     per_sequence = PerSequence([0.1] * 2, [0.1] * 2, [1] * 2, [3.0] * 2, [3.0] * 2, [0] * 2, [3.0] * 2,
                                mia_repeated=[0.9, 0.4], mia_validation=[0.5, 0.1])
     record.points[0].per_sequence, record.points[0].mia_auroc = per_sequence, {"min_k_plus_plus": 0.75}

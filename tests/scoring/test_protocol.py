@@ -19,7 +19,7 @@ SELECTION = Protocol((100, 101), "gap closed @0.05")
 def replicate(lr: float, seed: int, gap: float):
     record = make_record("co-unlearn", "editor", "standard", [0.4, 1.0], [0.01, 0.05])
     record.hyperparameters = {"lr": lr}
-    record.config = {"train": {"seed": seed}, "data": {"seed": seed}}
+    record.config = {"train": {"seed": seed}, "data": {"seed": seed}, "scoring": {"forget_span": "sequence"}}
     record.seeds = Seeds(method=seed, train=seed, data=seed)
     for point in record.points:
         point.gap_closed = gap

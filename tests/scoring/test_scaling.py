@@ -30,7 +30,7 @@ def sized(name: str, preset: str, seed: int, corpus: str = "synthetic-stories"):
     record.setting, record.preset, record.corpus = "ts-repetition", preset, corpus
     record.corpus_hash = ("cd" if corpus == "classic-prose" else "ab") * 32
     record.seeds = Seeds(seed, seed, 0)
-    record.config = {"model": vars(config.model), "data": {**vars(config.data), "seed": 0}, "train": {"seed": seed}}
+    record.config = {"model": vars(config.model), "data": {**vars(config.data), "seed": 0}, "train": {"seed": seed}, "scoring": {"forget_span": "sequence"}}
     return record
 
 

@@ -45,6 +45,31 @@ def test_kind_views_are_logged(trained):
     assert "repeated_loss@keep-all" in masked
 
 
+def test_gradient_masked_logs_its_memorization_blocks_share_as_it_trains(trained, smoke_setting, smoke_config):
+    """The collapse diagnostic during training: the memorization block's share of the MLP output on
+    held-out and repeated text and the kept-all validation loss, at every evaluation, equal to
+    what the block-norms analysis and a plain evaluation measure on the final model."""
+    from memsink_bench.analyses.block_norms import block_output_norms
+    from memsink_bench.evaluate import sequence_losses
+    from memsink_bench.kinds.gradient_masked import DIAGNOSTIC_SEQUENCES, memorization_block
+    from memsink_bench.models import mlp_shape
+
+    checkpoint = trained["gradient-masked"]
+    logged = [json.loads(line) for line in (checkpoint.directory / "metrics.jsonl").read_text().splitlines()]
+    assert all({"mem_block_share@validation", "mem_block_share@repeated", "val_loss@keep-all"} <= set(m)
+               for m in logged)
+    final = checkpoint.manifest["final_metrics"]
+    model, pad = checkpoint.model.eval(), smoke_setting.tokenizer.pad_token_id
+    n_gen, _ = memorization_block(mlp_shape(model)[1], smoke_config.gradient_masked.generalization_fraction)
+    for role, sequences in (("validation", smoke_setting.validation), ("repeated", smoke_setting.repeated)):
+        norms = block_output_norms(model, sequences.subset(range(min(DIAGNOSTIC_SEQUENCES, len(sequences)))), pad, n_gen)
+        assert 0 < final[f"mem_block_share@{role}"] < 1
+        assert final[f"mem_block_share@{role}"] == pytest.approx(float((norms[:, 1] / norms.sum(1)).mean()), rel=1e-4)
+    kept = sequence_losses(model, smoke_setting.validation, pad).summary()["loss"]
+    assert final["val_loss@keep-all"] == pytest.approx(kept, rel=1e-4)
+    assert final["val_loss@keep-all"] != pytest.approx(final["val_loss"], rel=1e-3)    # the dropped-block view differs
+
+
 def test_checkpoint_is_reused_not_retrained(trained, smoke_setting, smoke_config, session_workdir):
     again = get_checkpoint(session_workdir, smoke_setting, "standard", smoke_config, progress=False)
     assert again.directory == trained["standard"].directory
