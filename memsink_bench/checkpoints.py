@@ -295,7 +295,8 @@ def viewed_model(target: Target, config: ExperimentConfig):
     return model
 
 
-EVAL_CACHE_FORMAT = 3     # 2: per-sequence values kept beside the means; 3: membership inference, extraction
+EVAL_CACHE_FORMAT = 4     # 2: per-sequence values kept beside the means; 3: membership inference, extraction;
+                          # 4: the forget set's neighbours
 
 
 def evaluate_cached(workdir: Path, setting: Setting, checkpoint: Checkpoint, view: str, model, scale_for=None,

@@ -73,6 +73,8 @@ COLUMNS = [*[(f"gap closed @{b}", "gap_closed", "{:.3f}") for b in BUDGETS_SHOWN
            ("gap to val @0.05", "gap_closed", "{:.3f}"),
            ("EM rep. before", None, "{:.1f}"),
            ("EM rep. @0.05", "em_repeated", "{:.1f}"),
+           ("val degr. @0.05", "degradation", "{:.3f}"),
+           ("neighbour degr. @0.05", "neighbour_degradation", "{:.3f}"),
            ("PrivLeak @0.05", None, "{:+.2f}"),
            ("extracted@100 @0.05", "extraction_rate@100", "{:.2f}"),
            ("recovered @5 relearn steps", None, "{:.2f}"),
@@ -177,6 +179,8 @@ def _row(key: tuple, replicates: list[ResultRecord]) -> dict:
     row[SD_COLUMN] = per_seed.std(ddof=1) if len(replicates) > 1 else float("nan")
     row["EM rep. before"] = sum(r.before.em_repeated for r in replicates) / len(replicates)
     row["EM rep. @0.05"] = sum(_em_within(r, PRIMARY_BUDGET) for r in replicates) / len(replicates)
+    row["val degr. @0.05"] = _mean_at_chosen(replicates, lambda p: p.degradation)
+    row["neighbour degr. @0.05"] = _mean_at_chosen(replicates, lambda p: p.neighbour_degradation)
     row["PrivLeak @0.05"] = _mean_at_chosen(replicates, lambda p: p.privleak)
     row["extracted@100 @0.05"] = _mean_at_chosen(replicates, lambda p: (p.extraction or {}).get("rate@100"))
     row["recovered @5 relearn steps"] = _mean_extra(replicates, ("robustness", "relearning", "5", "recovered_share"))

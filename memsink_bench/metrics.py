@@ -1,7 +1,8 @@
 """Scoring a model state and a tradeoff curve.
 
 Per model state (`evaluate_state`): repeated-sequence loss (whole sequence and target tokens),
-validation loss, control-set loss, exact match on repeated and control sequences.
+validation loss, control-set loss, the forget set's neighbours' loss (neighbours.py), exact match
+on repeated and control sequences.
 Per point of a curve (`point_metrics`), against the unedited base state and the no-rep reference:
     sequence forgetting   = repeated loss after - before                      (higher better)
     model degradation     = validation loss after - before                    (lower better)
@@ -30,7 +31,7 @@ DIRECTIONS = {
     "em_control": True, "em_control_full": True,
     "forgetting": True, "forgetting_target": True, "degradation": False,
     "gap_closed": True, "gap_closed_target": True, "control_degradation": False,
-    "method_seconds": False,
+    "method_seconds": False, "neighbour_loss": False, "neighbour_degradation": False,
     **{f"gap_closed@{b}": True for b in BUDGETS}, **{f"gap_closed_target@{b}": True for b in BUDGETS},
     "auc": True, "auc_target": True,
     "mia_auroc": False, **{f"extraction_rate@{n}": False for n in MetricsConfig().samples},
@@ -80,10 +81,15 @@ def measure_state(model, setting: Setting, scale_for=None, batch_size: int = 32,
     if attacks:
         sequence_losses(model, membership_nonmembers(setting), pad, batch_size, scale_for,
                         on_logits=collect("validation"))
+    from .neighbours import neighbour_set
+
+    neighbours = neighbour_set(setting)
+    neighbour = sequence_losses(model, neighbours, pad, batch_size, scale_for) if neighbours is not None else None
     em_repeated, em_control = repeated.exact_match().summary(), control.exact_match().summary()
     per_sequence = PerSequence(repeated.whole.tolist(), repeated.target.tolist(), repeated.matched.tolist(),
                                control.whole.tolist(), control.target.tolist(), control.matched.tolist(),
-                               validation.whole.tolist())
+                               validation.whole.tolist(),
+                               neighbour_loss=neighbour.whole.tolist() if neighbour is not None else None)
     mia_auroc = extraction = None
     rep, val, ctl = repeated.summary(), validation.summary(), control.summary()
     finite = all(math.isfinite(v) for v in (rep["loss"], val["loss"]))     # a broken model is reported as such
@@ -93,7 +99,8 @@ def measure_state(model, setting: Setting, scale_for=None, batch_size: int = 32,
                  control_loss=ctl["loss"], control_target_loss=ctl["target_loss"],
                  em_repeated=em_repeated["exact_match"], em_repeated_full=em_repeated["exact_match_full"],
                  em_control=em_control["exact_match"], em_control_full=em_control["exact_match_full"],
-                 per_sequence=per_sequence.compact(), mia_auroc=mia_auroc, extraction=extraction)
+                 per_sequence=per_sequence.compact(), mia_auroc=mia_auroc, extraction=extraction,
+                 neighbour_loss=float(neighbour.whole.mean()) if neighbour is not None else None)
 
 
 NONMEMBERS = 64                 # held-out sequences the membership attacks score against the forget set
@@ -168,6 +175,8 @@ def point_metrics(knob, after: State, before: State, norep: State, never_seen: S
         forgetting_target=forgetting_target,
         degradation=after.val_loss - before.val_loss,
         control_degradation=after.control_loss - before.control_loss,
+        neighbour_degradation=(after.neighbour_loss - before.neighbour_loss
+                               if after.neighbour_loss is not None and before.neighbour_loss is not None else None),
         gap_closed=_ratio(forgetting, norep.repeated_loss - before.repeated_loss),
         gap_closed_target=_ratio(forgetting_target, norep.repeated_target_loss - before.repeated_target_loss),
     )

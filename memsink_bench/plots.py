@@ -467,3 +467,51 @@ def pareto_figure(rows: list[list[ResultRecord]], budgets_marked=(0.02, 0.05, 0.
             ax.set_title(title)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
+
+
+# --- (g) collateral damage: the forget set's neighbours against held-out text -------------------
+
+NEIGHBOUR_MAX_DEGRADATION = 0.5   # nats of validation degradation shown
+
+
+def neighbour_figure(rows: list[list[ResultRecord]], title: str | None = None) -> Figure:
+    """For each leaderboard row (a configuration and its seeds), over its knob: the degradation on
+    the forget set's neighbours (neighbours.py: text built like each forget sequence but not
+    memorized) against the validation degradation, the mean over seeds with a band of one standard
+    deviation (seaborn). Above the diagonal a method hurts text like the memorized text more than
+    text in general: collateral damage the validation loss hides."""
+    import pandas as pd
+    import seaborn as sns
+
+    with paper_style():
+        fig, ax = subplots(width=DOUBLE_COLUMN, height=3.2)
+        ax.plot([0, NEIGHBOUR_MAX_DEGRADATION], [0, NEIGHBOUR_MAX_DEGRADATION], color="0.5", linewidth=0.8,
+                linestyle=":", label="neighbours = validation", zorder=0)
+        drawn = []
+        for replicates in rows:
+            first = replicates[0]
+            by_knob: dict = {}
+            for record in replicates:
+                for point in record.points:
+                    if point.neighbour_degradation is not None:
+                        by_knob.setdefault(point.knob, []).append(point)
+            rows_of = []
+            for knob in sorted(by_knob):
+                points = by_knob[knob]
+                x = sum(p.degradation for p in points) / len(points)
+                if x <= NEIGHBOUR_MAX_DEGRADATION:
+                    rows_of += [{"degradation": x, "neighbours": p.neighbour_degradation} for p in points]
+            if not rows_of:
+                continue
+            label = curve_label(first) + (f" ({len(replicates)} seeds)" if len(replicates) > 1 else "")
+            sns.lineplot(data=pd.DataFrame(rows_of), x="degradation", y="neighbours", estimator="mean", errorbar="sd",
+                         sort=True, color=method_color(first.method), marker=method_marker(first.method, first.method_type),
+                         markeredgewidth=0, label=label, ax=ax, err_kws={"alpha": 0.15, "linewidth": 0})
+            drawn.append(label)
+        ax.set_xlim(-0.02, NEIGHBOUR_MAX_DEGRADATION)
+        ax.set_xlabel("validation degradation (nats)")
+        ax.set_ylabel("degradation on the forget set's\nneighbours (nats)")
+        if title:
+            ax.set_title(title)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig

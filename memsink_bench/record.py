@@ -49,6 +49,7 @@ class PerSequence:
     log_p_z: list[float] | None = None          # [n_repeated] log-probability one sample reproduces the target
     mia_repeated: list[float] | None = None     # [n_repeated] headline membership score (higher = member)
     mia_validation: list[float] | None = None   # [NONMEMBERS] the same on never-trained held-out sequences
+    neighbour_loss: list[float] | None = None   # [n_repeated] mean NLL of each forget sequence's neighbour
 
     def compact(self) -> "PerSequence":
         def rounded(values):
@@ -59,7 +60,7 @@ class PerSequence:
                            [int(v) for v in self.em_repeated], rounded(self.control_loss),
                            rounded(self.control_target_loss), [int(v) for v in self.em_control],
                            rounded(self.val_loss), optional(self.log_p_z), optional(self.mia_repeated),
-                           optional(self.mia_validation))
+                           optional(self.mia_validation), optional(self.neighbour_loss))
 
 
 @dataclass
@@ -78,6 +79,7 @@ class State:
     per_sequence: PerSequence | None = None
     mia_auroc: dict[str, float] | None = None    # attack -> AUROC of forget vs never-seen held-out sequences
     extraction: dict[str, float] | None = None   # rate@n for n samples (p = 0.5), mean_p_z
+    neighbour_loss: float | None = None          # mean NLL of the forget set's neighbours (neighbours.py)
 
     def means(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(State)
@@ -96,6 +98,7 @@ class Point(State):
     gap_closed: float | None = None       # forgetting / (no-rep repeated loss - before)
     gap_closed_target: float | None = None
     privleak: float | None = None         # MUSE's PrivLeak against the never-seen model (closer to 0 is better)
+    neighbour_degradation: float | None = None   # neighbours' loss after - before (lower better)
 
 
 @dataclass
@@ -169,10 +172,11 @@ class ResultRecord:
         raw = dataclasses.asdict(self)
         raw.pop("path")
         for state in (raw["before"], raw["no_rep"], *raw["points"], *([raw["never_seen"]] if raw["never_seen"] else [])):
-            for name in ("per_sequence", "mia_auroc", "extraction", "privleak"):
+            for name in ("per_sequence", "mia_auroc", "extraction", "privleak", "neighbour_loss",
+                         "neighbour_degradation"):
                 if name in state and state[name] is None:
                     state.pop(name)
-            for name in ("log_p_z", "mia_repeated", "mia_validation"):
+            for name in ("log_p_z", "mia_repeated", "mia_validation", "neighbour_loss"):
                 if state.get("per_sequence") and state["per_sequence"].get(name) is None:
                     state["per_sequence"].pop(name)
         if raw["never_seen"] is None:

@@ -83,6 +83,20 @@ def write_pareto(records: list[ResultRecord], results: Path, setting: str, prese
     return save_figure(figure, results / "figures" / f"pareto_{setting}-{preset}")
 
 
+def write_neighbours(records: list[ResultRecord], results: Path, setting: str, preset: str) -> list[Path]:
+    """Degradation on the forget set's neighbours against validation degradation for the
+    leaderboard's rows; nothing when no record of the setting measured neighbours."""
+    from .plots import neighbour_figure, save_figure
+
+    mine = [r for r in records if r.setting == setting and r.preset == preset
+            and any(p.neighbour_degradation is not None for p in r.points)]
+    if not mine:
+        return []
+    rows = list(leaderboard_frame(mine, with_intervals=False)["_records"])
+    figure = neighbour_figure(rows, title=f"{setting} ({preset} preset): collateral damage on the forget set's neighbours")
+    return save_figure(figure, results / "figures" / f"neighbours_{setting}-{preset}")
+
+
 def write_robustness(records: list[ResultRecord], results: Path, setting: str, preset: str) -> list[Path]:
     """The membership-inference ROC and relearning figure of the leaderboard's rows at their chosen
     points; nothing when no record of the setting carries robustness results (schema 1 records)."""
@@ -240,6 +254,7 @@ def build_report(results_dir: Path) -> list[Path]:
     for setting, preset in records_by_setting(records):
         written += write_tradeoff(records, results, setting, preset)
         written += write_pareto(records, results, setting, preset)
+        written += write_neighbours(records, results, setting, preset)
         written += write_robustness(records, results, setting, preset)
     written += _scaling(results, records)
     for path in sorted((results / "analyses").glob(f"*/{CURVES_FILE}")):
@@ -302,6 +317,8 @@ def _setting_figures(results: Path, records: list[dict]) -> list[str]:
                                "best gap closed within each degradation budget"),
                               (results / "figures" / f"robustness_{setting}-{preset}",
                                "membership inference and relearning at the chosen point"),
+                              (results / "figures" / f"neighbours_{setting}-{preset}",
+                               "degradation on the forget set's neighbours vs validation"),
                               (results / "figures" / f"training-curves_{setting}-{preset}", "training curves")):
             if stem.with_suffix(".png").is_file():
                 parts.append(_figure(results, stem.with_suffix(".png"), f"{setting} {preset}: {caption}"))

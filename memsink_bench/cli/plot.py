@@ -16,12 +16,14 @@ def register(sub) -> None:
                "  memsink-bench plot tradeoff --setting ts-canary            # from results/records\n"
                "  memsink-bench plot pareto --setting ts-canary              # gap closed within every budget\n"
                "  memsink-bench plot robustness --setting ts-canary          # MIA ROC and relearning curves\n"
+               "  memsink-bench plot neighbours --setting ts-repetition     # collateral damage on look-alike text\n"
                "  memsink-bench plot training-curves --setting ts-repetition  # from trained checkpoints\n"
                "  memsink-bench plot sweep --setting ts-repetition --parameter data.id_noise --values 0,0.1,0.5\n"
                "  memsink-bench plot dynamics --setting ts-repetition --set data.n_repeated=1 --set data.repetitions=8\n"
                "      (after training standard and memsinks with those --set and --set train.trace_repeated=true)\n"
                "figures go to results/figures/<figure>_<setting>-<preset>.{pdf,png}")
-    plot.add_argument("figure", choices=["tradeoff", "pareto", "robustness", "training-curves", "sweep", "dynamics"])
+    plot.add_argument("figure", choices=["tradeoff", "pareto", "robustness", "neighbours", "training-curves", "sweep",
+                                              "dynamics"])
     setting_options(plot)
     plot.add_argument("--parameter", default="memsinks.sink_fraction",
                       help="sweep: the swept field, e.g. memsinks.sink_fraction or data.id_noise")
@@ -34,7 +36,7 @@ def handle(args) -> int:
     from ..config import load_config
     from ..leaderboard import load_records
     from ..report import (render_training_curves, save_training_curves, training_curves_from_checkpoints,
-                          write_pareto, write_robustness, write_tradeoff)
+                          write_neighbours, write_pareto, write_robustness, write_tradeoff)
 
     config = load_config(args.setting, args.preset, args.overrides)
     if args.figure in ("tradeoff", "pareto"):
@@ -43,6 +45,12 @@ def handle(args) -> int:
         if not written:
             raise UserError(f"no result records for {config.setting} ({config.preset}) under {args.results}",
                             f"run `memsink-bench run --method ... --setting {config.setting} --preset {config.preset}` first")
+    elif args.figure == "neighbours":
+        written = write_neighbours(load_records(args.results), args.results, config.setting, config.preset)
+        if not written:
+            raise UserError(f"no records with neighbour losses for {config.setting} ({config.preset}) under {args.results}",
+                            f"run `memsink-bench run --method ... --setting {config.setting} --preset {config.preset}` "
+                            "(records made before neighbours were measured have none)")
     elif args.figure == "robustness":
         written = write_robustness(load_records(args.results), args.results, config.setting, config.preset)
         if not written:

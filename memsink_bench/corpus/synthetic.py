@@ -259,19 +259,38 @@ def _fit_length(s: _Story) -> None:
 
 def generate_story(rng: random.Random) -> str:
     """One story drawn from `rng`; retries (deterministically) in the rare case it won't fit."""
+    return _generate(rng)[0]
+
+
+def _generate(rng: random.Random, facts: dict | None = None, arc: dict | None = None) -> tuple[str, dict, dict]:
+    """(story, its facts, its arc): the facts (hero, friend, grown-up, place, toy) and the plot are
+    drawn from `rng` unless given, and every template variant, table row and synonym is."""
     data = story_data()
     arcs = list(data["arcs"].values())
     for _ in range(50):
-        s = _Story(rng, _context(rng))
+        ctx = _context(rng) if facts is None else _Slots(rng, dict(facts))
+        drawn = dict(ctx)
+        s = _Story(rng, ctx)
         s.run(data["opening"])
         s.intro_end = len(s.paras[0])
-        arc = rng.choice(arcs)
-        s.tables = ChainMap(s.ctx.row, arc.get("tables", {}), data["words"])
-        s.run(arc["steps"])
+        chosen = rng.choice(arcs) if arc is None else arc
+        s.tables = ChainMap(s.ctx.row, chosen.get("tables", {}), data["words"])
+        s.run(chosen["steps"])
         _fit_length(s)
         if MIN_TOKENS <= s.n_tokens() <= MAX_TOKENS:
-            return s.text()
+            return s.text(), drawn, chosen
     raise RuntimeError("could not generate a story of the required length")
+
+
+def generate_neighbour(seed: int, index: int, k: int = 0) -> str:
+    """A neighbour of story `index` of generate_stories(n, seed): the same hero, friend, grown-up,
+    place and toy and the same plot, told with freshly drawn template variants, table rows and
+    synonyms (its own random.Random, seeded f"{seed}:{index}:neighbour:{k}"). It shares about 10
+    times more word 3-grams with its story than a typical other story does (about 0.2 against 0.02),
+    though another story of the same plot can share as many template phrases: a model that
+    memorized the story but generalizes should predict it like any other story."""
+    _, facts, arc = _generate(random.Random(f"{seed}:{index}"))
+    return _generate(random.Random(f"{seed}:{index}:neighbour:{k}"), facts, arc)[0]
 
 
 def generate_stories(n: int, seed: int) -> list[str]:
