@@ -177,6 +177,7 @@ class MetricsConfig:
     samples: list = field(default_factory=lambda: [1, 10, 100])   # n of the (n, p)-extraction rate
     extraction_p: float = 0.5                   # p of the (n, p)-extraction rate
     relearn_steps: list = field(default_factory=lambda: [1, 5, 20])
+    relearn_lr: float = 0.0                     # relearning's constant lr; 0: the training run's peak lr
     quantization_bits: list = field(default_factory=lambda: [8, 4])
 
     def __post_init__(self):
@@ -188,6 +189,8 @@ class MetricsConfig:
         _fraction("metrics.extraction_p", self.extraction_p, closed_low=False, closed_high=False)
         _integers("metrics.samples", self.samples, 1, "[1, 10, 100]")
         _integers("metrics.relearn_steps", self.relearn_steps, 0, "[1, 5, 20]")
+        _check(self.relearn_lr >= 0, f"metrics.relearn_lr={self.relearn_lr!r} is negative",
+               "set metrics.relearn_lr to a learning rate > 0, or 0 for the training run's peak rate")
         _integers("metrics.quantization_bits", self.quantization_bits, 2, "[8, 4]")
         _check(max(self.quantization_bits) <= 32, f"metrics.quantization_bits={self.quantization_bits} goes above 32",
                "give integer bit widths from 2 to 32, e.g. [8, 4]")

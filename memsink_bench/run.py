@@ -234,8 +234,9 @@ def sweep_record(plan: RunPlan, bases: Bases, setting: Setting, context: MethodC
         from .robustness import robustness_at
 
         clock = time.perf_counter()
-        extras["robustness"] = {"knob": chosen[0].knob, "relearn_lr": bases.relearn_lr, **robustness_at(
-            chosen[1], chosen[2], bases.unedited, bases.never_seen_model, setting, bases.relearn_lr, context.seed,
+        relearn_lr = bases.params.relearn_lr or bases.relearn_lr     # metrics.relearn_lr, else the training peak
+        extras["robustness"] = {"knob": chosen[0].knob, "relearn_lr": relearn_lr, **robustness_at(
+            chosen[1], chosen[2], bases.unedited, bases.never_seen_model, setting, relearn_lr, context.seed,
             bases.params)}
         robustness_seconds = time.perf_counter() - clock
     return ResultRecord(

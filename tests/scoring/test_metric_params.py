@@ -80,3 +80,22 @@ def test_a_records_directions_cover_its_own_samples_grid():
     table = directions(MetricsConfig(samples=[7]))
     assert table["extraction_rate@7"] == "lower" and table["privleak"] == "closer to 0"
     assert "extraction_rate@7" not in directions()
+
+
+def test_relearning_runs_at_the_training_peak_unless_metrics_relearn_lr_says_otherwise(session_workdir, tmp_path, capsys):
+    from memsink_bench.cli import main
+
+    rates = {}
+    for extra in ([], ["--set", "metrics.relearn_lr=1e-4"]):
+        results = tmp_path / ("gentle" if extra else "default")
+        code = main(["run", "--method", "random-neurons", "--setting", "ts-canary", "--preset", "smoke", "--quiet",
+                     "--set", "sweep.ratios=[0.05]", *extra, "--workdir", str(session_workdir),
+                     "--results", str(results)])
+        assert code == 0, capsys.readouterr().err
+        [path] = (results / "records").glob("*/*.json")
+        rates[bool(extra)] = (path.name, json.loads(path.read_text())["extras"]["robustness"]["relearn_lr"])
+    assert rates[False][1] == load_config("ts-canary", "smoke").train.lr
+    assert rates[True][1] == pytest.approx(1e-4)
+    assert rates[False][0] != rates[True][0]                    # another identity
+    with pytest.raises(UserError, match="metrics.relearn_lr"):
+        load_config("ts-canary", "smoke", ["metrics.relearn_lr=-1"])
