@@ -52,6 +52,29 @@ def auroc_of(scores: torch.Tensor, truth: torch.Tensor, candidates: torch.Tensor
     return auroc(flat_scores[flat_truth], flat_scores[~flat_truth])
 
 
+RECALL_GRID = [i / 20 for i in range(21)]   # recall levels of the stored precision-recall curves
+
+
+def precision_recall(scores: torch.Tensor, truth: torch.Tensor,
+                     candidates: torch.Tensor | None = None) -> tuple[list[float], float]:
+    """(interpolated precision at each RECALL_GRID level, average precision) of ranking the
+    candidate neurons by score with `truth` as the positives. Interpolated precision at recall r
+    is the best precision at any recall >= r (the usual PR-curve convention); average precision
+    is the mean precision at the rank of each positive."""
+    candidates = torch.ones_like(truth) if candidates is None else candidates
+    flat_scores, flat_truth = scores[candidates].flatten().float(), truth[candidates].flatten()
+    if not bool(flat_truth.any()):
+        raise UserError("no ground-truth neuron to localize", "give a MemSinks checkpoint with a sink pool")
+    hits = flat_truth[flat_scores.argsort(descending=True, stable=True)].float()
+    true_positives = hits.cumsum(0)
+    precision = true_positives / torch.arange(1, len(hits) + 1)
+    recall = true_positives / true_positives[-1]
+    best_after = precision.flip(0).cummax(0).values.flip(0)          # max precision at recall >= this rank's
+    curve = [float(best_after[int(torch.searchsorted(recall, torch.tensor(level)).clamp(max=len(hits) - 1))])
+             for level in RECALL_GRID]
+    return curve, float((precision * hits).sum() / hits.sum())
+
+
 DEGRADATION_SEQUENCES = 64     # held-out stories the causal check's degradation is measured on
 
 
@@ -96,7 +119,10 @@ def localization_table(method, model, context, setting, own: torch.Tensor, pool:
         forgetting_method, forgetting_design = float((by_method - before).mean()), float((by_design - before).mean())
         degradation_method = float(dropped(held, method_mask).whole.mean()) - held_before
         degradation_design = float(dropped(held, design_mask).whole.mean()) - held_before
-        rows.append({"sequences": indices, "k": k,
+        pr_all, ap_all = precision_recall(scores, truth)
+        pr_pool, ap_pool = precision_recall(scores, truth, in_pool)
+        rows.append({"sequences": indices, "k": k, "ap_all": ap_all, "ap_pool": ap_pool,
+                     "pr_all": pr_all, "pr_pool": pr_pool,
                      "precision_all": precision_at_k(scores, truth), "auroc_all": auroc_of(scores, truth),
                      "precision_pool": precision_at_k(scores, truth, in_pool),
                      "auroc_pool": auroc_of(scores, truth, in_pool),
@@ -115,7 +141,8 @@ def summarize(rows: list[dict]) -> dict:
 
     rng = np.random.default_rng(0)
     summary = {}
-    for name in ("precision_all", "auroc_all", "precision_pool", "auroc_pool", "chance_all", "chance_pool",
+    for name in ("precision_all", "auroc_all", "precision_pool", "auroc_pool", "ap_all", "ap_pool",
+                 "chance_all", "chance_pool",
                  "forgetting_method_top_k", "forgetting_own_sinks", "degradation_method_top_k",
                  "degradation_own_sinks", "net_method_top_k", "net_own_sinks"):
         if any(name not in row for row in rows):          # a report written before the net check existed
@@ -124,6 +151,9 @@ def summarize(rows: list[dict]) -> dict:
         draws = values[rng.integers(0, len(values), (2000, len(values)))].mean(axis=1)
         summary[name] = {"mean": float(values.mean()),
                          "interval": [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]}
+    for name in ("pr_all", "pr_pool"):
+        if all(name in row for row in rows):
+            summary[name] = [float(v) for v in np.mean([row[name] for row in rows], axis=0)]
     own, top = summary["forgetting_own_sinks"]["mean"], summary["forgetting_method_top_k"]["mean"]
     summary["causal_ratio"] = top / own if abs(own) > 1e-9 else None
     if "net_own_sinks" in summary:
@@ -147,10 +177,10 @@ def own_sinks(config, setting, model) -> tuple[torch.Tensor, torch.Tensor]:
 
 def render(report: dict) -> str:
     """The localization table (markdown), with the chance levels under it."""
-    lines = ["| method | precision@k (all) | AUROC (all) | precision@k (sink pool) | AUROC (sink pool) | "
-             "forgetting: method top-k / own sinks | degradation: method top-k / own sinks | "
+    lines = ["| method | precision@k (all) | AUROC (all) | AP (all) | precision@k (sink pool) | AUROC (sink pool) | "
+             "AP (sink pool) | forgetting: method top-k / own sinks | degradation: method top-k / own sinks | "
              "net (forgetting - degradation): method top-k / own sinks | localizer s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def pair(summary, key, ratio=None):
         if f"{key}_own_sinks" not in summary:
@@ -159,17 +189,21 @@ def render(report: dict) -> str:
         return text + (f" ({ratio:.2f}x)" if ratio is not None else "")
 
     def cell(summary, key):
+        if key not in summary:                 # a report written before average precision existed
+            return "-"
         value = summary[key]
         return f"{value['mean']:.3f} [{value['interval'][0]:.3f}, {value['interval'][1]:.3f}]"
 
     for name, found in report["methods"].items():
         summary = found["summary"]
         lines.append(f"| {name} | {cell(summary, 'precision_all')} | {cell(summary, 'auroc_all')} | "
-                     f"{cell(summary, 'precision_pool')} | {cell(summary, 'auroc_pool')} | "
+                     f"{cell(summary, 'ap_all')} | {cell(summary, 'precision_pool')} | {cell(summary, 'auroc_pool')} | "
+                     f"{cell(summary, 'ap_pool')} | "
                      f"{pair(summary, 'forgetting', summary['causal_ratio'])} | {pair(summary, 'degradation')} | "
                      f"{pair(summary, 'net', summary.get('net_ratio'))} | {found['localizer_seconds']:.1f} |")
     first = next(iter(report["methods"].values()))["summary"]
     lines.append(f"\nchance: precision@k {first['chance_all']['mean']:.3f} over all neurons, "
-                 f"{first['chance_pool']['mean']:.3f} within the sink pool; AUROC 0.5. Intervals: 95% bootstrap "
+                 f"{first['chance_pool']['mean']:.3f} within the sink pool (also average precision's); AUROC 0.5. "
+                 f"Intervals: 95% bootstrap "
                  f"over forget-sequence groups of {report['group_size']}.")
     return "\n".join(lines) + "\n"

@@ -319,6 +319,8 @@ def _setting_figures(results: Path, records: list[dict]) -> list[str]:
                                "membership inference and relearning at the chosen point"),
                               (results / "figures" / f"neighbours_{setting}-{preset}",
                                "degradation on the forget set's neighbours vs validation"),
+                              (results / "figures" / f"localization-pr_{setting}-{preset}",
+                               "precision-recall of localizing each sequence's own sinks"),
                               (results / "figures" / f"training-curves_{setting}-{preset}", "training curves")):
             if stem.with_suffix(".png").is_file():
                 parts.append(_figure(results, stem.with_suffix(".png"), f"{setting} {preset}: {caption}"))

@@ -17,7 +17,8 @@ def register(sub) -> None:
         epilog="examples:\n"
                "  memsink-bench localize --setting ts-repetition --methods ig,random-neurons\n"
                "  memsink-bench localize --setting ts-canary --methods hard-concrete --group-size 8\n"
-               "writes results/analyses/<setting>-<preset>/memsinks-mean/localization.{json,md}; the localizers\n"
+               "writes results/analyses/<setting>-<preset>/memsinks-mean/localization.{json,md} and the precision-recall\n"
+               "figure results/figures/localization-pr_<setting>-<preset>.{pdf,png}; the localizers\n"
                "run on the sequence-free `mean` view, one forget sequence (or --group-size of them) at a time")
     setting_options(parser)
     parser.add_argument("--methods", default="ig,hard-concrete,random-neurons",
@@ -57,6 +58,10 @@ def handle(args) -> int:
     directory = args.results / "analyses" / f"{setting.name}-{config.preset}" / "memsinks-mean"
     atomic_write_json(directory / "localization.json", json.loads(json.dumps(report)))
     atomic_write_text(directory / "localization.md", render(report))
+    from ..plots import localization_pr_figure, save_figure
+
+    save_figure(localization_pr_figure(report, title=f"{setting.name} ({config.preset} preset): localizing own sinks"),
+                args.results / "figures" / f"localization-pr_{setting.name}-{config.preset}")
     print(render(report))
     return 0
 

@@ -59,7 +59,7 @@ ENGINE_KEYS = {
 }
 # fields a job may set but that decide nothing a sweep plans: they never enter a key
 RUN_TIME_FIELDS = ("train.log_with", "train.device")
-COLLECT_COMMANDS = ("report", "plot", "leaderboard")
+COLLECT_COMMANDS = ("report", "plot", "leaderboard", "localize")
 
 
 @dataclass(frozen=True)

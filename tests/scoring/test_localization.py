@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from memsink_bench.cli import main
-from memsink_bench.localization import auroc_of, precision_at_k, top_k_mask
+from memsink_bench.localization import RECALL_GRID, auroc_of, precision_at_k, precision_recall, top_k_mask
 from memsink_bench.methods.ig import IntegratedGradients
 from memsink_bench.methods.random_neurons import RandomNeurons
 from memsink_bench.models import mlp_shape
@@ -42,6 +42,19 @@ def test_precision_and_auroc_golden_values_with_and_without_a_candidate_pool():
     assert top_k_mask(scores, 2).sum() == 2 and top_k_mask(scores, 2)[0, :2].all()
 
 
+def test_precision_recall_golden_values():
+    scores = torch.tensor([[0.9, 0.8, 0.1, 0.7], [0.2, 0.6, 0.3, 0.0]])
+    truth = torch.tensor([[True, False, False, True], [False, False, True, False]])
+    # ranking: 0.9 T, 0.8 F, 0.7 T, 0.6 F, 0.3 T, ...: precision 1, 1/2, 2/3, 2/4, 3/5 at recall 1/3, 1/3, 2/3, 2/3, 1
+    curve, average = precision_recall(scores, truth)
+    assert average == pytest.approx((1 + 2 / 3 + 3 / 5) / 3)
+    assert curve[0] == 1.0 and curve[RECALL_GRID.index(0.3)] == 1.0        # recall <= 1/3: precision 1
+    assert curve[RECALL_GRID.index(0.5)] == pytest.approx(2 / 3)           # recall in (1/3, 2/3]: 2/3
+    assert curve[-1] == pytest.approx(3 / 5)                               # full recall at rank 5
+    perfect, average = precision_recall(truth.float(), truth)
+    assert perfect == [1.0] * len(RECALL_GRID) and average == 1.0
+
+
 def test_localize_cli_scores_against_the_memsinks_sinks(tmp_path, session_workdir, capsys):
     argv = ["localize", "--setting", "ts-canary", "--preset", "smoke", "--set", "train.epochs=1", "--quiet",
             "--methods", "ig,random-neurons", "--workdir", str(session_workdir), "--results", str(tmp_path)]
@@ -59,6 +72,14 @@ def test_localize_cli_scores_against_the_memsinks_sinks(tmp_path, session_workdi
         assert row["degradation_own_sinks"] != 0.0            # dropping neurons of a trained model changes its loss
     table = (tmp_path / "analyses" / "ts-canary-smoke" / "memsinks-mean" / "localization.md").read_text()
     assert "net (forgetting - degradation)" in table
+    # precision-recall curves: per group and averaged, and the figure
+    ig = report["methods"]["ig"]
+    assert all(len(row["pr_all"]) == len(RECALL_GRID) and 0 < row["ap_pool"] <= 1 for row in ig["groups"])
+    assert ig["summary"]["pr_pool"] == pytest.approx([sum(row["pr_pool"][i] for row in ig["groups"]) / 4
+                                                     for i in range(len(RECALL_GRID))])
+    assert abs(random["ap_pool"]["mean"] - chance_pool) < 0.15                    # a random ranking: AP ~ base rate
+    assert "AP (sink pool)" in table
+    assert (tmp_path / "figures" / "localization-pr_ts-canary-smoke.png").is_file()
     assert main([*argv[:-6], "--methods", "sparse-ft", "--workdir", str(session_workdir),
                  "--results", str(tmp_path)]) == 2
     assert "is not a localizer" in capsys.readouterr().err
