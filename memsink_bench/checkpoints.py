@@ -309,6 +309,8 @@ def evaluate_cached(workdir: Path, setting: Setting, checkpoint: Checkpoint, vie
 
     changed = params.non_default() if params is not None else {}
     suffix = "-m" + hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8] if changed else ""
+    if getattr(setting, "forget_count", 0):                 # a forget_view: its own forget set
+        suffix += f"-f{setting.forget_count}"
     name = f"{checkpoint.directory.name}-{view}-e{EVAL_CACHE_FORMAT}{suffix}.json"
     path = Path(workdir) / "evals" / setting.name / name
     if path.is_file():

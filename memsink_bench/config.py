@@ -224,19 +224,28 @@ class ScoringConfig:
     `extraction` keeps a record's identity as it was (`scoring_in_key`)."""
 
     forget_span: str = "sequence"
+    forget_count: int = 0     # forget only the first N repeated sequences (0: all); the rest stay memorized
 
     def __post_init__(self):
         _check(self.forget_span in FORGET_SPANS, f"unknown scoring.forget_span '{self.forget_span}'",
                did_you_mean(self.forget_span, FORGET_SPANS))
+        _check(isinstance(self.forget_count, int) and self.forget_count >= 0,
+               f"scoring.forget_count={self.forget_count!r} must be an integer >= 0",
+               "set scoring.forget_count to how many repeated sequences to forget, or 0 for all")
+
+
+LEGACY_SCORING = {"forget_span": "extraction", "forget_count": 0}   # what records made before `scoring` did
 
 
 def scoring_in_key(config: dict) -> dict:
-    """A config dict as it enters a key: its `scoring` section only when the forget span is not the
-    extraction span (what every record made before the section existed forgot)."""
+    """A config dict as it enters a key: its `scoring` section with the fields that differ from
+    what every record made before the section existed did (forget the extraction span of every
+    repeated sequence), and not at all when none do."""
     config = dict(config)
     scoring = config.pop("scoring", None) or {}
-    if scoring.get("forget_span", "extraction") != "extraction":
-        config["scoring"] = dict(scoring)
+    changed = {k: v for k, v in scoring.items() if v != LEGACY_SCORING.get(k)}
+    if changed:
+        config["scoring"] = changed
     return config
 
 

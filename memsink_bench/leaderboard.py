@@ -75,6 +75,7 @@ COLUMNS = [*[(f"gap closed @{b}", "gap_closed", "{:.3f}") for b in BUDGETS_SHOWN
            ("EM rep. @0.05", "em_repeated", "{:.1f}"),
            ("val degr. @0.05", "degradation", "{:.3f}"),
            ("neighbour degr. @0.05", "neighbour_degradation", "{:.3f}"),
+           ("kept rep. forgetting @0.05", "other_forgetting", "{:.3f}"),
            ("PrivLeak @0.05", None, "{:+.2f}"),
            ("extracted@100 @0.05", "extraction_rate@100", "{:.2f}"),
            ("recovered @5 relearn steps", None, "{:.2f}"),
@@ -130,10 +131,14 @@ def span_label(record: ResultRecord) -> str:
 
 
 def group_of(record: ResultRecord) -> str:
-    """Rows are compared only within a group: they share a before-state and a forget span."""
+    """Rows are compared only within a group: they share a before-state, a forget span and a
+    forget set (all repeated sequences, or the first N of them)."""
+    what = f"forgetting the {span_label(record)}"
+    if record.forget_count:
+        what += f" of {record.forget_count} sequence{'s' if record.forget_count > 1 else ''}"
     if record.method_type == "training":
-        return f"training-time, vs {record.reference.before}, forgetting the {span_label(record)}"
-    return f"post-hoc on {record.checkpoint.label}, forgetting the {span_label(record)}"
+        return f"training-time, vs {record.reference.before}, {what}"
+    return f"post-hoc on {record.checkpoint.label}, {what}"
 
 
 def needs_of(method: str) -> str:
@@ -181,6 +186,7 @@ def _row(key: tuple, replicates: list[ResultRecord]) -> dict:
     row["EM rep. @0.05"] = sum(_em_within(r, PRIMARY_BUDGET) for r in replicates) / len(replicates)
     row["val degr. @0.05"] = _mean_at_chosen(replicates, lambda p: p.degradation)
     row["neighbour degr. @0.05"] = _mean_at_chosen(replicates, lambda p: p.neighbour_degradation)
+    row["kept rep. forgetting @0.05"] = _mean_at_chosen(replicates, lambda p: p.other_forgetting)
     row["PrivLeak @0.05"] = _mean_at_chosen(replicates, lambda p: p.privleak)
     row["extracted@100 @0.05"] = _mean_at_chosen(replicates, lambda p: (p.extraction or {}).get("rate@100"))
     row["recovered @5 relearn steps"] = _mean_extra(replicates, ("robustness", "relearning", "5", "recovered_share"))

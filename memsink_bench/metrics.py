@@ -32,6 +32,7 @@ DIRECTIONS = {
     "forgetting": True, "forgetting_target": True, "degradation": False,
     "gap_closed": True, "gap_closed_target": True, "control_degradation": False,
     "method_seconds": False, "neighbour_loss": False, "neighbour_degradation": False,
+    "other_repeated_loss": False, "other_forgetting": False,
     **{f"gap_closed@{b}": True for b in BUDGETS}, **{f"gap_closed_target@{b}": True for b in BUDGETS},
     "auc": True, "auc_target": True,
     "mia_auroc": False, **{f"extraction_rate@{n}": False for n in MetricsConfig().samples},
@@ -85,6 +86,8 @@ def measure_state(model, setting: Setting, scale_for=None, batch_size: int = 32,
 
     neighbours = neighbour_set(setting)
     neighbour = sequence_losses(model, neighbours, pad, batch_size, scale_for) if neighbours is not None else None
+    kept = getattr(setting, "other_repeated", None)
+    other = sequence_losses(model, kept, pad, batch_size, scale_for).summary()["loss"] if kept is not None else None
     em_repeated, em_control = repeated.exact_match().summary(), control.exact_match().summary()
     per_sequence = PerSequence(repeated.whole.tolist(), repeated.target.tolist(), repeated.matched.tolist(),
                                control.whole.tolist(), control.target.tolist(), control.matched.tolist(),
@@ -100,7 +103,8 @@ def measure_state(model, setting: Setting, scale_for=None, batch_size: int = 32,
                  em_repeated=em_repeated["exact_match"], em_repeated_full=em_repeated["exact_match_full"],
                  em_control=em_control["exact_match"], em_control_full=em_control["exact_match_full"],
                  per_sequence=per_sequence.compact(), mia_auroc=mia_auroc, extraction=extraction,
-                 neighbour_loss=float(neighbour.whole.mean()) if neighbour is not None else None)
+                 neighbour_loss=float(neighbour.whole.mean()) if neighbour is not None else None,
+                 other_repeated_loss=other)
 
 
 NONMEMBERS = 64                 # held-out sequences the membership attacks score against the forget set
@@ -177,6 +181,8 @@ def point_metrics(knob, after: State, before: State, norep: State, never_seen: S
         control_degradation=after.control_loss - before.control_loss,
         neighbour_degradation=(after.neighbour_loss - before.neighbour_loss
                                if after.neighbour_loss is not None and before.neighbour_loss is not None else None),
+        other_forgetting=(after.other_repeated_loss - before.other_repeated_loss
+                          if after.other_repeated_loss is not None and before.other_repeated_loss is not None else None),
         gap_closed=_ratio(forgetting, norep.repeated_loss - before.repeated_loss),
         gap_closed_target=_ratio(forgetting_target, norep.repeated_target_loss - before.repeated_target_loss),
     )

@@ -80,6 +80,7 @@ class State:
     mia_auroc: dict[str, float] | None = None    # attack -> AUROC of forget vs never-seen held-out sequences
     extraction: dict[str, float] | None = None   # rate@n for n samples (p = 0.5), mean_p_z
     neighbour_loss: float | None = None          # mean NLL of the forget set's neighbours (neighbours.py)
+    other_repeated_loss: float | None = None     # forgetting a subset: mean NLL of the repeated sequences kept
 
     def means(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(State)
@@ -99,6 +100,7 @@ class Point(State):
     gap_closed_target: float | None = None
     privleak: float | None = None         # MUSE's PrivLeak against the never-seen model (closer to 0 is better)
     neighbour_degradation: float | None = None   # neighbours' loss after - before (lower better)
+    other_forgetting: float | None = None        # forgetting a subset: the kept repeated sequences' loss after - before
 
 
 @dataclass
@@ -173,7 +175,7 @@ class ResultRecord:
         raw.pop("path")
         for state in (raw["before"], raw["no_rep"], *raw["points"], *([raw["never_seen"]] if raw["never_seen"] else [])):
             for name in ("per_sequence", "mia_auroc", "extraction", "privleak", "neighbour_loss",
-                         "neighbour_degradation"):
+                         "neighbour_degradation", "other_repeated_loss", "other_forgetting"):
                 if name in state and state[name] is None:
                     state.pop(name)
             for name in ("log_p_z", "mia_repeated", "mia_validation", "neighbour_loss"):
@@ -224,6 +226,11 @@ class ResultRecord:
         """The span the run's method forgot and its primary columns score (`scoring.forget_span`;
         a record made before that section existed forgot the extraction span)."""
         return ((self.config or {}).get("scoring") or {}).get("forget_span", "extraction")
+
+    @property
+    def forget_count(self) -> int:
+        """How many repeated sequences the run forgot (`scoring.forget_count`; 0: all of them)."""
+        return int(((self.config or {}).get("scoring") or {}).get("forget_count", 0) or 0)
 
     @property
     def forget_key(self) -> str:

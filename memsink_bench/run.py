@@ -30,7 +30,7 @@ from .methods.registry import Entry, registry
 from .metrics import directions, measure_state, point_metrics, summarize_curve
 from .progress import progress
 from .record import IDENTITY_FORMAT, CheckpointInfo, forget_key, Reference, ResultRecord, Seeds, State, Timings, record_path
-from .setting import Setting, forget_set, retain_set, setting_fingerprint
+from .setting import Setting, forget_set, forget_view, retain_set, setting_fingerprint
 from .train import TRAINING_REVISION
 
 EVAL_VERSION = 1      # the evaluation protocol; part of every record's identity
@@ -148,14 +148,16 @@ class Bases:
 
 
 def checkpoint_bases(plan: RunPlan, config: ExperimentConfig, setting: Setting, workdir: Path, progress: bool,
-                     device) -> Bases:
+                     device, scored: Setting | None = None) -> Bases:
     """A task setting's checkpoints: the target view, the no-rep reference, and for a training-time
-    kind the kind it replaces (its own default view recorded beside)."""
-    target = resolve_target(plan.checkpoint_spec, workdir, setting, config, progress, device)
-    norep = get_checkpoint(workdir, setting, NO_REP, config, progress=progress, device=device)
+    kind the kind it replaces (its own default view recorded beside). Checkpoints come from
+    `setting`; their states are measured on `scored` (a forget_view of it, default: itself)."""
+    full, setting = setting, scored if scored is not None else setting
+    target = resolve_target(plan.checkpoint_spec, workdir, full, config, progress, device)
+    norep = get_checkpoint(workdir, full, NO_REP, config, progress=progress, device=device)
     params = config.metrics
     reference = evaluate_cached(workdir, setting, norep, "model", norep.model, params=params)
-    unseen = get_checkpoint(workdir, setting, NEVER_SEEN, config, progress=progress, device=device)
+    unseen = get_checkpoint(workdir, full, NEVER_SEEN, config, progress=progress, device=device)
     never_seen = evaluate_cached(workdir, setting, unseen, "model", unseen.model, params=params)
     info = CheckpointInfo(target.label, target.checkpoint.kind, target.view, str(target.checkpoint.directory),
                           target.checkpoint.manifest["train_seconds"])
@@ -165,7 +167,7 @@ def checkpoint_bases(plan: RunPlan, config: ExperimentConfig, setting: Setting, 
         before = evaluate_cached(workdir, setting, target.checkpoint, target.view, model, params=params)
         return Bases(model, before, target.label, reference, str(norep.directory), info, {}, never_seen,
                      unseen.model, model, config.train.lr, params)
-    standard = get_checkpoint(workdir, setting, replaced, config, progress=progress, device=device)
+    standard = get_checkpoint(workdir, full, replaced, config, progress=progress, device=device)
     own_view = evaluate_cached(workdir, setting, target.checkpoint, "default", viewed_model(target, config),
                                params=params)
     before = evaluate_cached(workdir, setting, standard, "model", standard.model, params=params)
@@ -186,10 +188,11 @@ def run_method(*, method_spec: str, config: ExperimentConfig, setting: Setting, 
     if reused is not None:
         return reused, plan.path, False
     started = time.perf_counter()
-    bases = checkpoint_bases(plan, config, setting, workdir, progress, device)
-    context = MethodContext(targets=forget_set(setting, config.scoring.forget_span), retain=retain_set(setting),
+    scored = forget_view(setting, config.scoring.forget_count)     # the setting itself unless forgetting a subset
+    bases = checkpoint_bases(plan, config, setting, workdir, progress, device, scored=scored)
+    context = MethodContext(targets=forget_set(scored, config.scoring.forget_span), retain=retain_set(setting),
                             pad_id=setting.tokenizer.pad_token_id, device=device, seed=seed, config=config)
-    record = sweep_record(plan, bases, setting, context, progress, config=config.to_dict(), preset=config.preset,
+    record = sweep_record(plan, bases, scored, context, progress, config=config.to_dict(), preset=config.preset,
                           seeds=Seeds(method=seed, train=config.train.seed, data=config.data.seed), started=started)
     record.write(plan.path)
     return record, plan.path, True
@@ -283,8 +286,12 @@ def _plugin_failed(entry: Entry, error: Exception):
                     "fix the plugin (call it from Python to see the traceback)") from None
 
 
+OPTIONAL_MEANS = ("neighbour_loss", "other_repeated_loss")   # not measured in every setting
+
+
 def _check_finite(metrics: dict, name: str, knob) -> None:
-    bad = [k for k, v in metrics.items() if v is None or (isinstance(v, float) and not math.isfinite(v))]
+    bad = [k for k, v in metrics.items() if (v is None and k not in OPTIONAL_MEANS)
+           or (isinstance(v, float) and not math.isfinite(v))]
     if bad:
         raise UserError(f"method '{name}' produced a model with non-finite {bad[0]} at knob {knob}",
                         "check the method's edit for NaN/inf weights")

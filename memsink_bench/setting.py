@@ -58,6 +58,8 @@ class Setting:
     corpus_hash: str
     setting_hash: str
     directory: Path | None = None
+    forget_count: int = 0                        # > 0: `repeated` is the first N of them (forget_view)
+    other_repeated: SequenceSet | None = None    # ... and these, the rest, stay memorized
 
     @property
     def vocab_size(self) -> int:
@@ -69,6 +71,23 @@ class Setting:
                 "repetitions": self.data.repetitions if self.data is not None else None, "single": len(self.single),
                 "validation": len(self.validation), "control": len(self.control),
                 "vocab_size": self.vocab_size}
+
+
+def forget_view(setting: Setting, count: int) -> Setting:
+    """The setting as a run that forgets only the first `count` repeated sequences scores it: its
+    `repeated` role is those (every forget metric reads them) and `other_repeated` the rest, which
+    stay memorized (their loss is measured as collateral). Training never reads a view: checkpoints
+    are trained on the full setting. count 0 (or all of them) is the setting itself."""
+    import dataclasses
+
+    total = len(setting.repeated)
+    if count == 0 or count == total:
+        return setting
+    if count > total:
+        raise UserError(f"scoring.forget_count={count} exceeds the {total} repeated sequences",
+                        f"set scoring.forget_count between 1 and {total} (0: all)")
+    return dataclasses.replace(setting, repeated=setting.repeated.subset(range(count)), forget_count=count,
+                               other_repeated=setting.repeated.subset(range(count, total)))
 
 
 def forget_set(setting: Setting, span: str = "extraction") -> SequenceSet:

@@ -50,6 +50,18 @@ class MemSinks(Kind):
         scale[n_shared:] = ms.sink_fraction * (1 - t)
         return scale[None, None, None, :]
 
+    def union_removal_scale(self, config: ExperimentConfig, d_mlp: int, ids: torch.Tensor, t: float) -> torch.Tensor:
+        """[1, 1, 1, d_mlp]: the `mean` view with the union of the own sinks of sequences `ids`
+        scaled by p (1 - t): forgetting only those sequences, one deployable model for all text."""
+        ms = config.memsinks
+        n_shared, _ = split_neurons(d_mlp, ms.shared_fraction)
+        union = (self.training_scale(config, d_mlp, ids)[0, :, 0, :] > 0).any(dim=0)     # [d_mlp]
+        union[:n_shared] = False
+        scale = torch.full((d_mlp,), ms.sink_fraction)
+        scale[:n_shared] = 1.0
+        scale[union] = ms.sink_fraction * (1 - t)
+        return scale[None, None, None, :]
+
     def own_sinks_dropped(self, config: ExperimentConfig, d_mlp: int):
         """scale_for(ids): the default (`mean`) view with only each sequence's own sinks zeroed."""
         ms = config.memsinks

@@ -10,6 +10,8 @@ forgetting = repeated loss after - repeated loss of the standard model.
 
 from __future__ import annotations
 
+import torch
+
 from ..errors import UserError
 from ..evaluate import sequence_losses
 from ..kinds import get_kind
@@ -52,6 +54,19 @@ class MemSinksDrop(TrainingTimeMethod):
         own = sequence_losses(model, context.targets, context.pad_id, scale_for=scale_for).summary()
         return {"own_sinks_dropped_repeated_loss": own["loss"],
                 "own_sinks_dropped_repeated_target_loss": own["target_loss"]}
+
+
+    def sweep_states(self, model, context, grid):
+        """All sinks dropped along the removal curve, or, when the run forgets only some repeated
+        sequences (`scoring.forget_count`), the union of their own sinks scaled by p (1 - t)."""
+        scoring = getattr(context.config, "scoring", None)
+        if scoring is None or not scoring.forget_count:
+            yield from super().sweep_states(model, context, grid)
+            return
+        kind, d_mlp = get_kind(self.checkpoint_kind), mlp_shape(model)[1]
+        ids = torch.tensor(context.targets.ids)
+        for t in grid:
+            yield t, model, kind.union_removal_scale(context.config, d_mlp, ids, t).to(context.device)
 
 
 class GradientMaskedDrop(TrainingTimeMethod):
