@@ -116,6 +116,25 @@ def _mean_extra(replicates: list[ResultRecord], path: tuple[str, ...]) -> float:
     return sum(values) / len(values)
 
 
+def _mean_recovered(replicates: list[ResultRecord], steps: str) -> float:
+    """The mean over seeds of the share of the removal relearning undid after `steps` steps, from
+    the stored losses; NaN when a seed's removal moved the held-back half's loss by less than
+    MIN_REMOVAL nats (its share would be noise divided by almost nothing) or it has no relearning."""
+    from .robustness import MIN_REMOVAL, recovered_share
+
+    values = []
+    for record in replicates:
+        relearning = ((record.extras or {}).get("robustness") or {})
+        base, point = relearning.get("relearning_base"), (relearning.get("relearning") or {}).get(steps)
+        if not base or not point:
+            return float("nan")
+        share = recovered_share(base["memorizing_loss"], base["after_removal_loss"], point["loss"], MIN_REMOVAL)
+        if share is None:
+            return float("nan")
+        values.append(share)
+    return sum(values) / len(values)
+
+
 def corpus_family(record: ResultRecord) -> str:
     """What must not mix in one table: the documents' content hash, except for the generated
     synthetic stories, whose documents are a fresh draw for every data seed (replicates with their
@@ -189,7 +208,7 @@ def _row(key: tuple, replicates: list[ResultRecord]) -> dict:
     row["kept rep. forgetting @0.05"] = _mean_at_chosen(replicates, lambda p: p.other_forgetting)
     row["PrivLeak @0.05"] = _mean_at_chosen(replicates, lambda p: p.privleak)
     row["extracted@100 @0.05"] = _mean_at_chosen(replicates, lambda p: (p.extraction or {}).get("rate@100"))
-    row["recovered @5 relearn steps"] = _mean_extra(replicates, ("robustness", "relearning", "5", "recovered_share"))
+    row["recovered @5 relearn steps"] = _mean_recovered(replicates, "5")
     row["forgetting @4 bits"] = _mean_extra(replicates, ("robustness", "quantization", "4", "forgetting"))
     row["method s"] = sum(r.timings.method_seconds for r in replicates) / len(replicates)
     training = replicates[0].method_type == "training"

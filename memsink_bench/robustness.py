@@ -216,15 +216,20 @@ def relearn(model: nn.Module, train_sequences: SequenceSet, eval_sequences: Sequ
     return points
 
 
-def recovered_share(before_removal: float, after_removal: float, after_relearn: float) -> float | None:
+MIN_REMOVAL = 0.05    # nats: a removal that moved the held-back loss less than this has nothing to recover
+
+
+def recovered_share(before_removal: float, after_removal: float, after_relearn: float,
+                    min_removal: float = 1e-9) -> float | None:
     """Share of the removal's effect that relearning undid:
         (after_removal - after_relearn) / (after_removal - before_removal)
     for a loss (before_removal: the memorizing model; after_removal: the edited model before any
     relearning). 0 = nothing came back, 1 = back to the memorizing model's loss, > 1 = beyond it,
     < 0 = relearning made it worse. The same formula serves exact match (numerator and
-    denominator both change sign). None when removal changed nothing (no gap to recover)."""
+    denominator both change sign). None when removal changed nothing (|gap| <= `min_removal`; the
+    leaderboard uses MIN_REMOVAL, since a share of a removal of 0.001 nats is noise times 1000)."""
     gap = after_removal - before_removal
-    return (after_removal - after_relearn) / gap if abs(gap) > 1e-9 else None
+    return (after_removal - after_relearn) / gap if abs(gap) > min_removal else None
 
 
 # --- at a run's chosen point --------------------------------------------------------------------

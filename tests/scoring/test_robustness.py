@@ -232,3 +232,10 @@ def test_robustness_at_reads_its_bit_widths_and_step_counts_from_the_metric_para
     assert set(chosen["quantization"]) == {"6"} and set(chosen["relearning"]) == {"0", "2"}
     # zero steps is the model after removal, measured on the held-back half
     assert chosen["relearning"]["0"]["loss"] == pytest.approx(chosen["relearning_base"]["after_removal_loss"])
+
+
+def test_a_removal_below_the_threshold_has_no_recovered_share():
+    from memsink_bench.robustness import MIN_REMOVAL
+
+    assert recovered_share(1.0, 1.01, 0.5, MIN_REMOVAL) is None           # 0.01 nats: nothing to recover
+    assert recovered_share(1.0, 1.2, 1.1, MIN_REMOVAL) == pytest.approx(0.5)
