@@ -4,7 +4,9 @@ On the cpu-preset ts-canary sequence sets (32 repeated, 200 validation, 64 contr
 up to 256 tokens, vocabulary 2048) and a freshly built, untrained cpu-size model (timing does not
 need a trained one):
 
-- today's `metrics.measure_state` (losses and exact match: one pass over each of the three sets);
+- today's `metrics.measure_state` (losses, exact match, membership inference, extraction and the
+  forget set's neighbours), and the same with only the losses and exact match ("plain": one pass
+  over each of the three sets, what a state cost before the added metrics);
 - the same plus the membership scores of the repeated (forget) and validation (held-out)
   sequences and the extraction probabilities of the repeated ones, each library call with a
   forward pass of its own ("separate");
@@ -117,8 +119,9 @@ def main() -> None:
     lengths = {role: zlib_entropy(getattr(setting, role), decode) for role in ("repeated", "validation")}
     print(f"zlib lengths of the repeated and validation texts (once per setting): {time.perf_counter() - began:.3f} s")
 
-    times = {"measure_state": [], "separate": [], "fused": []}
+    times = {"measure_state": [], "separate": [], "fused": [], "plain": []}
     functions = {"measure_state": lambda: measure_state(model, setting),
+                 "plain": lambda: measure_state(model, setting, attacks=False, neighbours=False),
                  "separate": lambda: separate(model, setting, lengths),
                  "fused": lambda: fused(model, setting, lengths)}
     results = {name: function() for name, function in functions.items()}       # warm-up
@@ -137,6 +140,11 @@ def main() -> None:
     print(f"  fused vs separate: attack values differ by at most {attacks:.1e}, losses by {losses:.1e} "
           "(measure_state rounds them to 4 decimals)")
     print("  target: fused <= 1.5x measure_state")
+    plain = statistics.median(times["plain"])
+    paired = statistics.median([t / p for t, p in zip(times["measure_state"], times["plain"])])
+    print(f"  every per-state metric (measure_state: losses, exact match, membership inference, extraction, "
+          f"neighbours) / the losses and exact match alone (plain): {base / plain:.2f}x "
+          f"(median paired ratio {paired:.2f}); target <= 1.5x")
 
     print("\nquantization (a copy of the model, block matrices per channel):")
     for bits in (8, 4):

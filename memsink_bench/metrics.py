@@ -48,12 +48,13 @@ def directions(params: MetricsConfig | None = None) -> dict[str, str]:
 
 
 def measure_state(model, setting: Setting, scale_for=None, batch_size: int = 32, attacks: bool = True,
-                  params: MetricsConfig | None = None) -> State:
+                  params: MetricsConfig | None = None, neighbours: bool = True) -> State:
     """Every per-state metric of one model (under an optional neuron scale), with the values of
     each sequence kept for bootstraps and per-sequence metrics. With `attacks`, membership
     inference (forget vs never-seen held-out sequences) and the sampled-extraction probability
     come from the same teacher-forced logits, so they cost no extra forward pass. `params`: the
-    attacks' parameters (`--set metrics.*`; default: MetricsConfig())."""
+    attacks' parameters (`--set metrics.*`; default: MetricsConfig()). With `neighbours`, the
+    forget set's neighbours (neighbours.py) are measured too."""
     params = params or MetricsConfig()
     pad = setting.tokenizer.pad_token_id
     collected: dict[str, list] = {"repeated": [], "validation": []}
@@ -84,8 +85,8 @@ def measure_state(model, setting: Setting, scale_for=None, batch_size: int = 32,
                         on_logits=collect("validation"))
     from .neighbours import neighbour_set
 
-    neighbours = neighbour_set(setting)
-    neighbour = sequence_losses(model, neighbours, pad, batch_size, scale_for) if neighbours is not None else None
+    look_alikes = neighbour_set(setting) if neighbours else None
+    neighbour = sequence_losses(model, look_alikes, pad, batch_size, scale_for) if look_alikes is not None else None
     kept = getattr(setting, "other_repeated", None)
     other = sequence_losses(model, kept, pad, batch_size, scale_for).summary()["loss"] if kept is not None else None
     em_repeated, em_control = repeated.exact_match().summary(), control.exact_match().summary()
