@@ -97,13 +97,21 @@ def save_figure(fig: Figure, stem: Path) -> list[Path]:
 
 # --- (a) tradeoff ----------------------------------------------------------------------------
 
-def curve_label(record: ResultRecord) -> str:
-    """Method name, plus the checkpoint when it is not the method's usual one (the default
-    checkpoint of post-hoc methods, a training-time method's own)."""
+def on_other_checkpoint(record: ResultRecord) -> bool:
+    """Is the method on another checkpoint than its usual one (the standard checkpoint for post-hoc
+    methods, a training-time method's own)? Such curves are dashed."""
     from .kinds import STANDARD
 
-    usual = record.checkpoint.label in (STANDARD, record.method) or record.method_type == "training"
-    return record.method if usual else f"{record.method} on {record.checkpoint.label}"
+    return not (record.checkpoint.label in (STANDARD, record.method) or record.method_type == "training")
+
+
+def curve_label(record: ResultRecord) -> str:
+    """Method name, plus the checkpoint when it is not the method's usual one, plus how many
+    repeated sequences it forgot when not all of them (`scoring.forget_count`)."""
+    label = f"{record.method} on {record.checkpoint.label}" if on_other_checkpoint(record) else record.method
+    if record.forget_count:
+        label += f", forgetting {record.forget_count}"
+    return label
 
 
 def _record_order(record: ResultRecord) -> tuple:
@@ -195,7 +203,7 @@ def _draw_curve(ax, replicates: list[ResultRecord], labelled: set) -> None:
     if len({r.seeds.key() for r in replicates}) > 1:
         label += f" ({len(replicates)} seeds)"
     marker = method_marker(first.method, first.method_type)
-    dashed = curve_label(first) != first.method          # a method on another checkpoint than its usual one
+    dashed = on_other_checkpoint(first)          # a method on another checkpoint than its usual one
     sns.lineplot(data=frame, x="degradation", y="forgetting", estimator="mean", errorbar="sd", sort=False,
                  color=method_color(first.method), marker=marker, markersize=10 if marker == "*" else 5,
                  linestyle="--" if dashed else "-",
@@ -456,7 +464,7 @@ def pareto_figure(rows: list[list[ResultRecord]], budgets_marked=(0.02, 0.05, 0.
             high = [np.percentile(draws[x], 100 - tail) for x in grid]
             label = curve_label(first) + (f" ({len(replicates)} seeds)" if len(replicates) > 1 else "")
             ax.step(grid, mean, where="post", color=color, label=label,
-                    linestyle="--" if curve_label(first) != first.method else "-")
+                    linestyle="--" if on_other_checkpoint(first) else "-")
             if not np.allclose(low, high):
                 ax.fill_between(grid, low, high, step="post", color=color, alpha=0.15, linewidth=0)
         ax.set_xlim(0, AUC_MAX_DEGRADATION)
@@ -488,6 +496,8 @@ def neighbour_figure(rows: list[list[ResultRecord]], title: str | None = None) -
         ax.plot([0, NEIGHBOUR_MAX_DEGRADATION], [0, NEIGHBOUR_MAX_DEGRADATION], color="0.5", linewidth=0.8,
                 linestyle=":", label="neighbours = validation", zorder=0)
         drawn = []
+        counts = sorted({replicates[0].forget_count or 10**9 for replicates in rows})   # all of them last
+        styles = {count: ("-", "--", ":", "-.")[i % 4] for i, count in enumerate(reversed(counts))}
         for replicates in rows:
             first = replicates[0]
             by_knob: dict = {}
@@ -506,6 +516,7 @@ def neighbour_figure(rows: list[list[ResultRecord]], title: str | None = None) -
             label = curve_label(first) + (f" ({len(replicates)} seeds)" if len(replicates) > 1 else "")
             sns.lineplot(data=pd.DataFrame(rows_of), x="degradation", y="neighbours", estimator="mean", errorbar="sd",
                          sort=True, color=method_color(first.method), marker=method_marker(first.method, first.method_type),
+                         linestyle=styles[first.forget_count or 10**9],
                          markeredgewidth=0, label=label, ax=ax, err_kws={"alpha": 0.15, "linewidth": 0})
             drawn.append(label)
         ax.set_xlim(-0.02, NEIGHBOUR_MAX_DEGRADATION)

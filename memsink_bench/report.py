@@ -93,7 +93,7 @@ def write_neighbours(records: list[ResultRecord], results: Path, setting: str, p
     if not mine:
         return []
     rows = list(leaderboard_frame(mine, with_intervals=False)["_records"])
-    figure = neighbour_figure(rows, title=f"{setting} ({preset} preset): collateral damage on the forget set's neighbours")
+    figure = neighbour_figure(rows, title=f"{setting} ({preset}): neighbours vs validation")
     return save_figure(figure, results / "figures" / f"neighbours_{setting}-{preset}")
 
 

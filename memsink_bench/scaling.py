@@ -6,7 +6,9 @@ directory: `results/` for the synthetic stories, `results/prose/` for classic-pr
 mix corpora), two rows per size: MemSinks (scored against the standard model it replaces) and
 the best post-hoc method on the standard model, each with the leaderboard's gap closed within
 the primary budget, its 95% interval over seeds and sequences, its largest gap closed at any
-budget up to 0.2 nats, and its number of seeds (a size run with one seed is labelled so).
+budget up to 0.2 nats, and its number of seeds (a size run with one seed is labelled so). Sizes
+are compared only on the same forget span (records forgetting a subset of the repeated sequences
+are left out).
 """
 
 from __future__ import annotations
@@ -36,14 +38,16 @@ def record_parameters(record: ResultRecord) -> int | None:
 
 def scaling_frame(sources: dict[str, list[ResultRecord]], setting: str) -> pd.DataFrame:
     """One row per (corpus, size, MemSinks | best post-hoc) from each corpus's records."""
-    from .leaderboard import PRIMARY_BUDGET, RANK_BY, leaderboard_frame
+    from .leaderboard import PRIMARY_BUDGET, RANK_BY, leaderboard_frame, span_label
 
     rows = []
     for corpus, records in sources.items():
-        mine = [r for r in records if r.setting == setting and record_parameters(r) is not None]
-        for preset in sorted({r.preset for r in mine}):
-            frame = leaderboard_frame([r for r in mine if r.preset == preset])
-            parameters = record_parameters(next(r for r in mine if r.preset == preset))
+        # every repeated sequence forgotten; sizes are compared only on the same forget span
+        mine = [r for r in records if r.setting == setting and record_parameters(r) is not None and not r.forget_count]
+        for span, preset in sorted({(span_label(r), r.preset) for r in mine}):
+            these = [r for r in mine if r.preset == preset and span_label(r) == span]
+            frame = leaderboard_frame(these)
+            parameters = record_parameters(these[0])
             memsinks = frame[frame["method"] == "memsinks"]
             post_hoc = frame[(frame["_records"].map(lambda rs: rs[0].method_type) != "training")
                              & (frame["checkpoint"] == "standard")]
@@ -52,19 +56,20 @@ def scaling_frame(sources: dict[str, list[ResultRecord]], setting: str) -> pd.Da
                     continue
                 row = chosen.sort_values(RANK_BY, ascending=False, kind="stable").iloc[0]
                 interval = row["_intervals"].get(RANK_BY)
-                rows.append({"corpus": corpus, "preset": preset, "parameters": parameters, "role": role,
+                rows.append({"corpus": corpus, "span": span, "preset": preset, "parameters": parameters, "role": role,
                              "method": row["method"], "seeds": len(row["_records"]), "budget": PRIMARY_BUDGET,
                              "gap": row[RANK_BY], "interval": interval, "gap_at_0.2": row["gap closed @0.2"]})
     return pd.DataFrame(rows)
 
 
 def render_scaling(frame: pd.DataFrame) -> str:
-    lines = ["| corpus | preset | parameters | role | method | seeds | gap closed @0.05 [95% CI] | gap closed @0.2 |",
-             "|---|---|---|---|---|---|---|---|"]
-    for _, row in frame.sort_values(["corpus", "parameters", "role"]).iterrows():
+    lines = ["| corpus | forget span | preset | parameters | role | method | seeds | gap closed @0.05 [95% CI] | "
+             "gap closed @0.2 |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for _, row in frame.sort_values(["corpus", "span", "parameters", "role"]).iterrows():
         interval = f" [{row['interval'][0]:.3f}, {row['interval'][1]:.3f}]" if row["interval"] else ""
         seeds = f"{row['seeds']}" + (" (one seed: interval over sequences only)" if row["seeds"] == 1 else "")
-        lines.append(f"| {row['corpus']} | {row['preset']} | {row['parameters'] / 1e6:.2f}M | {row['role']} | "
+        lines.append(f"| {row['corpus']} | {row['span']} | {row['preset']} | {row['parameters'] / 1e6:.2f}M | {row['role']} | "
                      f"{row['method']} | {seeds} | {row['gap']:.3f}{interval} | {row['gap_at_0.2']:.3f} |")
     return "\n".join(lines) + "\n"
 
@@ -77,14 +82,14 @@ def scaling_figure(frame: pd.DataFrame, setting: str):
     styles = {"synthetic-stories": "-", "classic-prose": "--"}
     with paper_style():
         fig, ax = subplots(width=DOUBLE_COLUMN, height=3.0)
-        for (corpus, role), part in frame.groupby(["corpus", "role"], sort=True):
+        for (corpus, span, role), part in frame.groupby(["corpus", "span", "role"], sort=True):
             part = part.sort_values("parameters")
             color = method_color("memsinks" if role == "MemSinks" else "ig")
             gap = part["gap"]
             low = [g - i[0] if i else 0.0 for g, i in zip(gap, part["interval"])]
             high = [i[1] - g if i else 0.0 for g, i in zip(gap, part["interval"])]
             ax.errorbar(part["parameters"], gap, yerr=[low, high], color=color, linestyle=styles.get(corpus, ":"),
-                        marker="o", capsize=3, label=f"{role} ({corpus})")
+                        marker="o", capsize=3, label=f"{role} ({corpus}, {span})")
             single = part[part["seeds"] == 1]
             ax.scatter(single["parameters"], single["gap"], s=60, facecolors="white", edgecolors=color, zorder=3)
         ax.set_xscale("log")
@@ -103,7 +108,7 @@ def write_scaling(results: Path, setting: str, sources: dict[str, list[ResultRec
     from .storage import atomic_write_text
 
     frame = scaling_frame(sources, setting)
-    if frame.empty or frame.groupby("corpus")["parameters"].nunique().max() < 2:
+    if frame.empty or frame.groupby(["corpus", "span"])["parameters"].nunique().max() < 2:
         return []
     table = results / f"{SCALING_FILE}_{setting}.md"
     atomic_write_text(table, f"# {setting}: gap closed against model size\n\n" + render_scaling(frame))

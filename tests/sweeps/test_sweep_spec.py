@@ -140,6 +140,15 @@ def test_reproduction_sweep_marks_every_committed_record_done(tmp_path):
     assert sum(job.action == "train" for job in plan.jobs) == 37
 
 
+def test_forget_size_sweep_plans_exactly_its_committed_records(tmp_path):
+    """results/forget-size is what sweeps/forget-size.yaml makes: 3 methods x 3 forget-set sizes x 3 seeds."""
+    results = REPO / "results" / "forget-size"
+    plan = load_plan(REPO / "sweeps" / "forget-size.yaml", results, tmp_path / "work")
+    committed = {path.resolve() for path in (results / "records").glob("*/*.json")}
+    assert len(committed) == 27
+    assert {job.output for job in plan.jobs if job.action == "run"} == committed
+
+
 def test_smoke_sweep_has_enough_jobs_for_the_benchmark(tmp_path):
     plan = load_plan(REPO / "sweeps" / "smoke.yaml", tmp_path / "results", tmp_path / "work")
     assert len(plan.jobs) >= 8
