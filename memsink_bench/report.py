@@ -319,8 +319,6 @@ def _setting_figures(results: Path, records: list[dict]) -> list[str]:
                                "membership inference and relearning at the chosen point"),
                               (results / "figures" / f"neighbours_{setting}-{preset}",
                                "degradation on the forget set's neighbours vs validation"),
-                              (results / "figures" / f"localization-pr_{setting}-{preset}",
-                               "precision-recall of localizing each sequence's own sinks"),
                               (results / "figures" / f"training-curves_{setting}-{preset}", "training curves")):
             if stem.with_suffix(".png").is_file():
                 parts.append(_figure(results, stem.with_suffix(".png"), f"{setting} {preset}: {caption}"))
@@ -352,6 +350,28 @@ def _analysis_sections(results: Path) -> list[str]:
     return parts
 
 
+def _localization_sections(results: Path) -> list[str]:
+    """Each `memsink-bench localize` table (its markdown as an HTML table) and its PR figure."""
+    from .analyses.store import find_localizations
+    from .localization import render
+
+    parts = []
+    for path in find_localizations(results):
+        report = read_json(path)
+        lines = [line for line in render(report).splitlines() if line.startswith("|")]
+        header, rows = lines[0], lines[2:]
+        cells = [[c.strip() for c in line.strip("|").split("|")] for line in [header, *rows]]
+        frame = pd.DataFrame(cells[1:], columns=cells[0])
+        title = f"Localization against own sinks: {report['setting']} ({report['preset']})"
+        note = render(report).split("\n\n")[-1].strip()
+        parts += [f"<h3>{html.escape(title)}</h3>", frame.to_html(index=False, border=0), f"<p>{html.escape(note)}</p>"]
+        png = results / "figures" / f"localization-pr_{report['setting']}-{report['preset']}.png"
+        if png.is_file():
+            parts.append(_figure(results, png, f"{title}: precision-recall"))
+    return (["<h2>Localization</h2>"] + parts) if parts else []
+
+
 def index_html(results: Path, records: list[dict]) -> str:
-    body = _leaderboard_section(records) + _setting_figures(results, records) + _analysis_sections(results)
+    body = (_leaderboard_section(records) + _setting_figures(results, records) + _localization_sections(results)
+            + _analysis_sections(results))
     return PAGE.format(body="\n".join(body))

@@ -40,9 +40,18 @@ def read_analysis(path: Path) -> tuple[dict, pd.DataFrame]:
     return payload, pd.DataFrame(payload["table"], columns=payload["columns"])
 
 
+LOCALIZATION_FILE = "localization.json"    # `memsink-bench localize`'s report (its own layout, not an analysis)
+
+
 def find_analyses(results: Path) -> list[Path]:
-    """Every stored analysis output under `results`, in a fixed order."""
-    return sorted(p for p in (Path(results) / "analyses").glob("*/*/*.json") if not p.name.startswith("."))
+    """Every stored analysis output under `results`, in a fixed order (localization reports,
+    which `localize` writes beside them, are not analyses: see find_localizations)."""
+    return sorted(p for p in (Path(results) / "analyses").glob("*/*/*.json")
+                  if not p.name.startswith(".") and p.name != LOCALIZATION_FILE)
+
+
+def find_localizations(results: Path) -> list[Path]:
+    return sorted((Path(results) / "analyses").glob(f"*/*/{LOCALIZATION_FILE}"))
 
 
 def summary_items(summary: dict, prefix: str = "", max_list: int = 8) -> list[tuple[str, object]]:

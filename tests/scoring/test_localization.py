@@ -80,6 +80,10 @@ def test_localize_cli_scores_against_the_memsinks_sinks(tmp_path, session_workdi
     assert abs(random["ap_pool"]["mean"] - chance_pool) < 0.15                    # a random ranking: AP ~ base rate
     assert "AP (sink pool)" in table
     assert (tmp_path / "figures" / "localization-pr_ts-canary-smoke.png").is_file()
+    # the report shows the table (a localization report is not an analysis) and its figure
+    assert main(["report", "--results", str(tmp_path)]) == 0
+    index = (tmp_path / "index.html").read_text()
+    assert "Localization against own sinks: ts-canary (smoke)" in index and "localization-pr_ts-canary-smoke.png" in index
     assert main([*argv[:-6], "--methods", "sparse-ft", "--workdir", str(session_workdir),
                  "--results", str(tmp_path)]) == 2
     assert "is not a localizer" in capsys.readouterr().err
