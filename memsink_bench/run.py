@@ -191,7 +191,8 @@ def run_method(*, method_spec: str, config: ExperimentConfig, setting: Setting, 
     scored = forget_view(setting, config.scoring.forget_count)     # the setting itself unless forgetting a subset
     bases = checkpoint_bases(plan, config, setting, workdir, progress, device, scored=scored)
     context = MethodContext(targets=forget_set(scored, config.scoring.forget_span), retain=retain_set(setting),
-                            pad_id=setting.tokenizer.pad_token_id, device=device, seed=seed, config=config)
+                            pad_id=setting.tokenizer.pad_token_id, device=device, seed=seed, config=config,
+                            extraction_targets=scored.repeated)
     record = sweep_record(plan, bases, scored, context, progress, config=config.to_dict(), preset=config.preset,
                           seeds=Seeds(method=seed, train=config.train.seed, data=config.data.seed), started=started)
     record.write(plan.path)

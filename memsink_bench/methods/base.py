@@ -46,6 +46,13 @@ class MethodContext:
     seed: int = 0
     batch_size: int = 16
     config: object = None     # the ExperimentConfig of the run (training-time methods read their kind's section)
+    # the forget sequences with their extraction spans (a prefix, then the continuation or canary),
+    # for methods that need a prefix whatever the forget span (co-edit perturbs it); None: `targets`
+    extraction_targets: SequenceSet | None = None
+
+    def with_prefix(self) -> SequenceSet:
+        """The forget sequences as prefix + extraction span (what a prefix-based method edits)."""
+        return self.extraction_targets if self.extraction_targets is not None else self.targets
 
     def target_batches(self) -> Iterator[Batch]:
         for batch in batches(self.targets, self.batch_size, self.pad_id):

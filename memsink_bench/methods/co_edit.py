@@ -14,6 +14,10 @@ alternative continuation, so the edit makes the model continue the memorized pre
 (trained on the perturbed prefix, the memorized prefix would be left as it was). A sequence no
 single-token perturbation changes has no alternative and is left out (the record says how many).
 
+The perturbation needs a prefix, so the edit always rewrites the extraction span (the continuation
+after `data.prefix_len` tokens, or the canary) whatever the forget span; on ts-repetition, whose
+forget span is the whole sequence, it is scored there like every other method.
+
 Everything else is co-unlearn's: Adam on the attention and MLP matrices, the paper's
 KL(current || original) on the retain set, the number of steps as the knob. The NLL weight is 1
 as in Eq. 4 (the pull towards a target is bounded, unlike the push away from one).
@@ -59,7 +63,7 @@ class ContrastiveEditing(ContrastiveUnlearning):
         """Each forget sequence's original prefix followed by its most-changed perturbed continuation."""
         from ..analyses.prefix_perturbation import perturbation_rows, perturbed_copies
 
-        sequences = context.targets
+        sequences = context.with_prefix()     # a whole-sequence forget span has no prefix to perturb
         vocab = model.config.vocab_size
         copies = []
         for index, (tokens, span) in enumerate(zip(sequences.tokens, sequences.spans)):

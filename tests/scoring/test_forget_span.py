@@ -105,3 +105,16 @@ def test_a_run_hands_its_method_the_forget_span_and_ranks_it_there(session_workd
     # the two runs forgot different spans: never ranked against each other
     assert "post-hoc on standard, forgetting the sequence" in table
     assert "post-hoc on standard, forgetting the canary" in table
+
+
+def test_co_edit_edits_the_extraction_span_when_the_forget_span_is_the_whole_sequence(session_workdir, tmp_path,
+                                                                                        capsys):
+    """A whole-sequence forget span has no prefix to perturb: co-edit rewrites the continuation
+    after the extraction prefix (MethodContext.with_prefix) and is scored on the whole sequence."""
+    results = tmp_path / "results"
+    code = main(["run", "--method", "co-edit", "--setting", "ts-repetition", "--preset", "smoke", "--quiet",
+                 "--set", "sweep.steps=[1,2]", "--workdir", str(session_workdir), "--results", str(results)])
+    assert code == 0, capsys.readouterr().err
+    [path] = (results / "records").glob("*/*.json")
+    record = ResultRecord.read(path)
+    assert record.forget_span == "sequence" and record.extras["edited_sequences"] >= 1
