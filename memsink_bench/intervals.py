@@ -59,22 +59,19 @@ def _curves(record: ResultRecord, rng: np.random.Generator, draws: int,
     def mean(values, index):               # [n] values, [draws, n] indices -> [draws]
         return np.asarray(values, dtype=float)[index].mean(axis=1)
 
-    def gap_of(field):
-        base, level = mean(getattr(before, field), rep), mean(getattr(norep, field), rep)
+    def closed(field, level):             # [draws, points]: (after - base) / (level - base) on `field`
+        base = mean(getattr(before, field), rep)
         after = np.stack([mean(getattr(p.per_sequence, field), rep) for p in points], axis=1)
         width = (level - base)[:, None]
         return np.where(np.abs(width) > 1e-9, (after - base[:, None]) / np.where(width == 0, 1, width), np.nan)
 
+    def gap_of(field):                    # to the no-rep model's loss on the same sequences
+        return closed(field, mean(getattr(norep, field), rep))
+
     val_before = mean(before.val_loss, val)
     degradation = np.stack([mean(p.per_sequence.val_loss, val) for p in points], axis=1) - val_before[:, None]
     sequence, extraction = gap_of("repeated_loss"), gap_of("repeated_target_loss")
-    if paper_level:
-        base = mean(before.repeated_loss, rep)
-        after = np.stack([mean(p.per_sequence.repeated_loss, rep) for p in points], axis=1)
-        width = (val_before - base)[:, None]
-        paper = np.where(np.abs(width) > 1e-9, (after - base[:, None]) / np.where(width == 0, 1, width), np.nan)
-    else:
-        paper = np.full_like(degradation, np.nan)
+    paper = closed("repeated_loss", val_before) if paper_level else np.full_like(degradation, np.nan)
     forget, other = (sequence, extraction) if on_sequence else (extraction, sequence)
     return forget, other, degradation, paper
 
@@ -99,7 +96,7 @@ Statistic = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarra
 def draws_of(records: list[ResultRecord], statistics: dict[str, Statistic], draws: int = DRAWS,
              seed: int = SEED) -> dict[str, np.ndarray]:
     """{name: [draws] bootstrap distribution of the mean over seeds of statistic(forget-span gap,
-    other-span gap, degradation)}; every statistic sees the same resamples."""
+    other-span gap, degradation, paper's gap)}; every statistic sees the same resamples."""
     rng = np.random.default_rng(seed)
     curves = [_curves(r, rng, draws) for r in records]
     chosen = rng.integers(0, len(records), (draws, len(records)))             # seeds drawn with replacement

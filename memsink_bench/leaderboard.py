@@ -290,6 +290,21 @@ def _per_seed(row) -> dict[int, float]:
     return {r.seeds.train: point_value([r], STATISTICS[RANK_BY]) for r in row["_records"]}
 
 
+def _group_rows(frame: pd.DataFrame, row) -> pd.DataFrame:
+    """The rows of `row`'s table and group (the rows it may be compared with)."""
+    return frame[(frame["setting"] == row["setting"]) & (frame["preset"] == row["preset"])
+                 & (frame["group"] == row["group"])]
+
+
+def _paired(row, other) -> tuple[str, tuple[float, float] | None, int]:
+    """(text, 95% interval, common seeds) of `row`'s primary column minus `other`'s, paired by
+    training seed; the text says so when the two rows share no seed."""
+    difference, band, common = paired_difference(_per_seed(row), _per_seed(other))
+    if common == 0:
+        return "no common seeds", None, 0
+    return f"{difference:+.3f}" + (f" [{band[0]:+.3f}, {band[1]:+.3f}]" if band else f" ({common} seed)"), band, common
+
+
 def _versus_control(frame: pd.DataFrame, position: int) -> tuple[str, bool]:
     """(primary-column difference to the random control with its interval, cannot be told apart?)."""
     row = frame.iloc[position]
@@ -297,31 +312,25 @@ def _versus_control(frame: pd.DataFrame, position: int) -> tuple[str, bool]:
     control = CONTROLS.get(records[0].method_type)
     if control is None or row["method"] == control:
         return "-", False
-    same = frame[(frame["setting"] == row["setting"]) & (frame["preset"] == row["preset"])
-                 & (frame["group"] == row["group"]) & (frame["method"] == control)]
+    same = _group_rows(frame, row)
+    same = same[same["method"] == control]
     if same.empty:
         return "no control run", False
-    difference, band, common = paired_difference(_per_seed(row), _per_seed(same.iloc[0]))
+    text, band, common = _paired(row, same.iloc[0])
     if common == 0:
-        return "no common seeds", False
-    close = band is None or band[0] <= 0 <= band[1]
-    text = f"{difference:+.3f}" + (f" [{band[0]:+.3f}, {band[1]:+.3f}]" if band else f" ({common} seed)")
-    return text, close
+        return text, False
+    return text, band is None or band[0] <= 0 <= band[1]
 
 
 def _versus_top(frame: pd.DataFrame, position: int) -> str:
     """The primary-column difference to the top row of the group, paired by training seed, with its
     interval; `tied` when that interval contains 0 (the two cannot be told apart)."""
     row = frame.iloc[position]
-    same = frame[(frame["setting"] == row["setting"]) & (frame["preset"] == row["preset"])
-                 & (frame["group"] == row["group"])]
+    same = _group_rows(frame, row)
     top = same.iloc[0]                 # the frame is sorted by the primary column within each group
     if top.name == frame.index[position]:
         return "top" if len(same) > 1 else "-"
-    difference, band, common = paired_difference(_per_seed(row), _per_seed(top))
-    if common == 0:
-        return "no common seeds"
-    text = f"{difference:+.3f}" + (f" [{band[0]:+.3f}, {band[1]:+.3f}]" if band else f" ({common} seed)")
+    text, band, _ = _paired(row, top)
     return text + (" tied" if band is not None and band[0] <= 0 <= band[1] else "")
 
 

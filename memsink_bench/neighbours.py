@@ -35,10 +35,9 @@ def neighbour_set(setting: Setting) -> SequenceSet | None:
 
 def story_end(setting: Setting, index: int) -> int:
     """Where repeated sequence `index`'s story ends (its canary, if any, starts there)."""
-    tokens = setting.repeated.tokens[index]
     if setting.data is not None and setting.data.canary_length:
         return setting.repeated.spans[index][0]
-    return len(tokens)
+    return len(setting.repeated.tokens[index])
 
 
 def _generated_neighbours(setting: Setting) -> SequenceSet:

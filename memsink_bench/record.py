@@ -225,7 +225,7 @@ class ResultRecord:
     def forget_span(self) -> str:
         """The span the run's method forgot and its primary columns score (`scoring.forget_span`;
         a record made before that section existed forgot the extraction span)."""
-        return ((self.config or {}).get("scoring") or {}).get("forget_span", "extraction")
+        return span_of(self.config)
 
     @property
     def forget_count(self) -> int:
@@ -251,6 +251,12 @@ class ResultRecord:
             config.get("train", {}).pop(name, None)
         return json.dumps({"hyperparameters": self.hyperparameters, "grid": self.grid, "config": config,
                            "source": self.method_source}, sort_keys=True)
+
+
+def span_of(config: dict | None) -> str:
+    """The forget span a run's config dict declares (`scoring.forget_span`; a config made before
+    that section existed: the extraction span, what those runs forgot)."""
+    return ((config or {}).get("scoring") or {}).get("forget_span", "extraction")
 
 
 def forget_key(span: str) -> str:

@@ -358,12 +358,13 @@ def _localization_sections(results: Path) -> list[str]:
     parts = []
     for path in find_localizations(results):
         report = read_json(path)
-        lines = [line for line in render(report).splitlines() if line.startswith("|")]
+        text = render(report)
+        lines = [line for line in text.splitlines() if line.startswith("|")]
         header, rows = lines[0], lines[2:]
         cells = [[c.strip() for c in line.strip("|").split("|")] for line in [header, *rows]]
         frame = pd.DataFrame(cells[1:], columns=cells[0])
         title = f"Localization against own sinks: {report['setting']} ({report['preset']})"
-        note = render(report).split("\n\n")[-1].strip()
+        note = text.split("\n\n")[-1].strip()
         parts += [f"<h3>{html.escape(title)}</h3>", frame.to_html(index=False, border=0), f"<p>{html.escape(note)}</p>"]
         png = results / "figures" / f"localization-pr_{report['setting']}-{report['preset']}.png"
         if png.is_file():

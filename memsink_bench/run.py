@@ -29,7 +29,8 @@ from .methods.base import MethodContext
 from .methods.registry import Entry, registry
 from .metrics import directions, measure_state, point_metrics, summarize_curve
 from .progress import progress
-from .record import IDENTITY_FORMAT, CheckpointInfo, forget_key, Reference, ResultRecord, Seeds, State, Timings, record_path
+from .record import (IDENTITY_FORMAT, CheckpointInfo, Reference, ResultRecord, Seeds, State, Timings, forget_key,
+                     record_path, span_of)
 from .setting import Setting, forget_set, forget_view, retain_set, setting_fingerprint
 from .train import TRAINING_REVISION
 
@@ -228,7 +229,7 @@ def sweep_record(plan: RunPlan, bases: Bases, setting: Setting, context: MethodC
                               params=bases.params)
         _check_finite(after.means(), entry.name, knob)
         points.append(point_metrics(knob, after, bases.before, bases.reference, bases.never_seen))
-        if _better_within(points[-1], chosen[0] if chosen else None, forget_key(_span_of(config))):
+        if _better_within(points[-1], chosen[0] if chosen else None, forget_key(span_of(config))):
             chosen = (points[-1], state_model, scale)          # the point robustness is measured at
         eval_seconds += time.perf_counter() - clock
         bar.update(1)
@@ -256,10 +257,6 @@ def sweep_record(plan: RunPlan, bases: Bases, setting: Setting, context: MethodC
                         round(robustness_seconds, 3)),
         never_seen=bases.never_seen,
         directions=directions(bases.params))
-
-
-def _span_of(config: dict) -> str:
-    return (config.get("scoring") or {}).get("forget_span", "extraction")
 
 
 def _better_within(point, best, key: str = "gap_closed", budget: float = 0.05) -> bool:

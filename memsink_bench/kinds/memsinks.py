@@ -56,10 +56,9 @@ class MemSinks(Kind):
         ms = config.memsinks
         n_shared, _ = split_neurons(d_mlp, ms.shared_fraction)
         union = (self.training_scale(config, d_mlp, ids)[0, :, 0, :] > 0).any(dim=0)     # [d_mlp]
-        union[:n_shared] = False
-        scale = torch.full((d_mlp,), ms.sink_fraction)
-        scale[:n_shared] = 1.0
-        scale[union] = ms.sink_fraction * (1 - t)
+        union[:n_shared] = False                                                        # sinks only
+        scale = eval_scale("mean", d_mlp, ms.shared_fraction, ms.sink_fraction)[0].clone()
+        scale[union] *= 1 - t
         return scale[None, None, None, :]
 
     def own_sinks_dropped(self, config: ExperimentConfig, d_mlp: int):
