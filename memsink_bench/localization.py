@@ -175,13 +175,13 @@ def own_sinks(config, setting, model) -> tuple[torch.Tensor, torch.Tensor]:
     return (MemSinks().training_scale(config, d_mlp, ids)[0, :, 0, :] > 0) & pool, pool
 
 
-def render(report: dict) -> str:
-    """The localization table (markdown), with the chance levels under it."""
-    lines = ["| method | precision@k (all) | AUROC (all) | AP (all) | precision@k (sink pool) | AUROC (sink pool) | "
-             "AP (sink pool) | forgetting: method top-k / own sinks | degradation: method top-k / own sinks | "
-             "net (forgetting - degradation): method top-k / own sinks | localizer s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+COLUMNS = ["method", "precision@k (all)", "AUROC (all)", "AP (all)", "precision@k (sink pool)", "AUROC (sink pool)",
+           "AP (sink pool)", "forgetting: method top-k / own sinks", "degradation: method top-k / own sinks",
+           "net (forgetting - degradation): method top-k / own sinks", "localizer s"]
 
+
+def table(report: dict) -> tuple[list[list[str]], str]:
+    """The localization table's rows (one per method, cells in COLUMNS order) and the chance levels under it."""
     def pair(summary, key, ratio=None):
         if f"{key}_own_sinks" not in summary:
             return "-"
@@ -194,16 +194,23 @@ def render(report: dict) -> str:
         value = summary[key]
         return f"{value['mean']:.3f} [{value['interval'][0]:.3f}, {value['interval'][1]:.3f}]"
 
+    rows = []
     for name, found in report["methods"].items():
         summary = found["summary"]
-        lines.append(f"| {name} | {cell(summary, 'precision_all')} | {cell(summary, 'auroc_all')} | "
-                     f"{cell(summary, 'ap_all')} | {cell(summary, 'precision_pool')} | {cell(summary, 'auroc_pool')} | "
-                     f"{cell(summary, 'ap_pool')} | "
-                     f"{pair(summary, 'forgetting', summary['causal_ratio'])} | {pair(summary, 'degradation')} | "
-                     f"{pair(summary, 'net', summary.get('net_ratio'))} | {found['localizer_seconds']:.1f} |")
+        rows.append([name, *(cell(summary, key) for key in ("precision_all", "auroc_all", "ap_all", "precision_pool",
+                                                             "auroc_pool", "ap_pool")),
+                     pair(summary, "forgetting", summary["causal_ratio"]), pair(summary, "degradation"),
+                     pair(summary, "net", summary.get("net_ratio")), f"{found['localizer_seconds']:.1f}"])
     first = next(iter(report["methods"].values()))["summary"]
-    lines.append(f"\nchance: precision@k {first['chance_all']['mean']:.3f} over all neurons, "
-                 f"{first['chance_pool']['mean']:.3f} within the sink pool (also average precision's); AUROC 0.5. "
-                 f"Intervals: 95% bootstrap "
-                 f"over forget-sequence groups of {report['group_size']}.")
-    return "\n".join(lines) + "\n"
+    note = (f"chance: precision@k {first['chance_all']['mean']:.3f} over all neurons, "
+            f"{first['chance_pool']['mean']:.3f} within the sink pool (also average precision's); AUROC 0.5. "
+            f"Intervals: 95% bootstrap over forget-sequence groups of {report['group_size']}.")
+    return rows, note
+
+
+def render(report: dict) -> str:
+    """The localization table (markdown), with the chance levels under it."""
+    rows, note = table(report)
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n\n" + note + "\n"

@@ -351,20 +351,16 @@ def _analysis_sections(results: Path) -> list[str]:
 
 
 def _localization_sections(results: Path) -> list[str]:
-    """Each `memsink-bench localize` table (its markdown as an HTML table) and its PR figure."""
+    """Each `memsink-bench localize` table and its PR figure."""
     from .analyses.store import find_localizations
-    from .localization import render
+    from .localization import COLUMNS, table
 
     parts = []
     for path in find_localizations(results):
         report = read_json(path)
-        text = render(report)
-        lines = [line for line in text.splitlines() if line.startswith("|")]
-        header, rows = lines[0], lines[2:]
-        cells = [[c.strip() for c in line.strip("|").split("|")] for line in [header, *rows]]
-        frame = pd.DataFrame(cells[1:], columns=cells[0])
+        rows, note = table(report)
+        frame = pd.DataFrame(rows, columns=COLUMNS)
         title = f"Localization against own sinks: {report['setting']} ({report['preset']})"
-        note = text.split("\n\n")[-1].strip()
         parts += [f"<h3>{html.escape(title)}</h3>", frame.to_html(index=False, border=0), f"<p>{html.escape(note)}</p>"]
         png = results / "figures" / f"localization-pr_{report['setting']}-{report['preset']}.png"
         if png.is_file():
