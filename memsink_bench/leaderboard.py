@@ -35,7 +35,7 @@ import pandas as pd
 
 from .errors import UserError
 from .intervals import best_within, intervals, paired_difference, pareto_auc, point_value
-from .metrics import AUC_MAX_DEGRADATION, DIRECTIONS, best_point
+from .metrics import AUC_MAX_DEGRADATION, CLOSER_TO_ZERO, DIRECTIONS, best_point
 from .protocol import REPORTED, Protocol, protocol_of
 from .record import ResultRecord, load_records  # noqa: F401  (load_records: the leaderboard's reader)
 
@@ -76,10 +76,10 @@ COLUMNS = [*[(f"gap closed @{b}", "gap_closed", "{:.3f}") for b in BUDGETS_SHOWN
            ("val degr. @0.05", "degradation", "{:.3f}"),
            ("neighbour degr. @0.05", "neighbour_degradation", "{:.3f}"),
            ("kept rep. forgetting @0.05", "other_forgetting", "{:.3f}"),
-           ("PrivLeak @0.05", None, "{:+.2f}"),
+           ("PrivLeak @0.05", "privleak", "{:+.2f}"),
            ("extracted@100 @0.05", "extraction_rate@100", "{:.2f}"),
-           ("recovered @5 relearn steps", None, "{:.2f}"),
-           ("forgetting @4 bits", None, "{:.3f}"),
+           ("recovered @5 relearn steps", "robustness.relearning.recovered_share", "{:.2f}"),
+           ("forgetting @4 bits", "robustness.quantization.forgetting", "{:.3f}"),
            ("method s", "method_seconds", "{:.1f}"),
            ("train s", None, "{:.0f}")]
 
@@ -337,6 +337,8 @@ def _versus_top(frame: pd.DataFrame, position: int) -> str:
 def _arrow(metric: str | None) -> str:
     if metric is None:
         return ""
+    if metric in CLOSER_TO_ZERO:
+        return " →0"
     return " ↑" if DIRECTIONS.get(metric, True) else " ↓"
 
 

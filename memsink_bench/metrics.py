@@ -36,6 +36,11 @@ DIRECTIONS = {
     **{f"gap_closed@{b}": True for b in BUDGETS}, **{f"gap_closed_target@{b}": True for b in BUDGETS},
     "auc": True, "auc_target": True,
     "mia_auroc": False, **{f"extraction_rate@{n}": False for n in MetricsConfig().samples},
+    # robustness at the chosen point (record extras "robustness"): forgetting that survives
+    # quantization is better; a removal that relearning undoes less is better
+    "robustness.quantization.forgetting": True, "robustness.quantization.em_repeated": False,
+    "robustness.relearning.loss": True, "robustness.relearning.em": False,
+    "robustness.relearning.recovered_share": False,
 }
 CLOSER_TO_ZERO = ("privleak",)       # neither higher nor lower: MUSE's PrivLeak is best at 0
 
@@ -198,21 +203,34 @@ def privleak_of(state: State, never_seen: State | None) -> float | None:
     return privleak(state.mia_auroc[HEADLINE_ATTACK], never_seen.mia_auroc[HEADLINE_ATTACK])
 
 
+GAP_CAP = 1.0      # gap closed counts up to the reference level: overshooting past it is not better
+
+
+def capped(value: float) -> float:
+    return min(value, GAP_CAP)
+
+
+def point_order(point: Point, key: str) -> tuple[float, float]:
+    """How points rank on `key`: the larger gap closed (capped at 1), then the smaller degradation."""
+    return capped(getattr(point, key)), -point.degradation
+
+
 def best_point(points: list[Point], key: str, budget: float) -> Point | None:
-    """The point with the largest `key` among those whose degradation is within `budget`."""
+    """The point with the largest `key` (capped at 1; ties to the smaller degradation) among those
+    whose degradation is within `budget`."""
     within = [p for p in points if getattr(p, key) is not None and p.degradation <= budget]
-    return max(within, key=lambda p: getattr(p, key)) if within else None
+    return max(within, key=lambda p: point_order(p, key)) if within else None
 
 
 def best_within(points: list[Point], key: str, budget: float) -> float:
-    """Largest `key` among points whose degradation is within `budget` (0 if none: do nothing)."""
-    values = [getattr(p, key) for p in points if getattr(p, key) is not None and p.degradation <= budget]
+    """Largest `key` (capped at 1) among points whose degradation is within `budget` (0 if none: do nothing)."""
+    values = [capped(getattr(p, key)) for p in points if getattr(p, key) is not None and p.degradation <= budget]
     return max([0.0] + values)
 
 
 def tradeoff_auc(points: list[Point], key: str, width: float = AUC_MAX_DEGRADATION) -> float:
-    """Mean over budgets x in [0, width] of the best `key` within budget x (a step function)."""
-    usable = sorted((max(p.degradation, 0.0), getattr(p, key)) for p in points if getattr(p, key) is not None)
+    """Mean over budgets x in [0, width] of the best `key` (capped at 1) within budget x (a step function)."""
+    usable = sorted((max(p.degradation, 0.0), capped(getattr(p, key))) for p in points if getattr(p, key) is not None)
     area, best, previous = 0.0, 0.0, 0.0
     for degradation, value in usable:
         if degradation >= width:

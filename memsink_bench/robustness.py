@@ -235,7 +235,8 @@ def recovered_share(before_removal: float, after_removal: float, after_relearn: 
 # --- at a run's chosen point --------------------------------------------------------------------
 
 def robustness_at(edited: nn.Module, scale, unedited: nn.Module, never_seen: nn.Module | None, setting,
-                  lr: float, seed: int = 0, params: MetricsConfig | None = None) -> dict:
+                  lr: float, seed: int = 0, params: MetricsConfig | None = None,
+                  train: TrainConfig | None = None) -> dict:
     """Quantization and relearning robustness of one edited state (the run's chosen point).
 
     quantization[bits]: the edited state's forgetting, gap closed and exact match after
@@ -264,8 +265,8 @@ def robustness_at(edited: nn.Module, scale, unedited: nn.Module, never_seen: nn.
     memorizing = sequence_losses(unedited, measure_on, pad).summary()["loss"]
     removed = sequence_losses(edited, measure_on, pad, scale_for=scale_for).summary()["loss"]
     steps = params.relearn_steps
-    curve = relearn(edited, relearn_on, measure_on, pad, steps, lr, scale, seed)
-    reference = relearn(never_seen, relearn_on, measure_on, pad, steps, lr, None, seed) if never_seen else []
+    curve = relearn(edited, relearn_on, measure_on, pad, steps, lr, scale, seed, train=train)
+    reference = relearn(never_seen, relearn_on, measure_on, pad, steps, lr, None, seed, train=train) if never_seen else []
     for index, point in enumerate(curve):
         entry = {"loss": point.loss, "em": point.exact_match,
                  "recovered_share": recovered_share(memorizing, removed, point.loss)}

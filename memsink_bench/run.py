@@ -21,13 +21,13 @@ import yaml
 
 from .checkpoints import (NOT_IN_KEY, evaluate_cached, get_checkpoint, git_commit, package_versions,
                           resolve_target, viewed_model)
-from .config import (METHOD_SECTIONS, ExperimentConfig, MetricsConfig, data_dir, identity_config, parse_override,
-                     typed_value)
+from .config import (METHOD_SECTIONS, ExperimentConfig, MetricsConfig, TrainConfig, data_dir, identity_config,
+                     parse_override, typed_value)
 from .errors import UserError, did_you_mean
 from .kinds import NEVER_SEEN, NO_REP, STANDARD
 from .methods.base import MethodContext
 from .methods.registry import Entry, registry
-from .metrics import directions, measure_state, point_metrics, summarize_curve
+from .metrics import AUC_MAX_DEGRADATION, directions, measure_state, point_metrics, point_order, summarize_curve
 from .progress import progress
 from .record import (IDENTITY_FORMAT, CheckpointInfo, Reference, ResultRecord, Seeds, State, Timings, forget_key,
                      record_path, span_of)
@@ -146,6 +146,7 @@ class Bases:
     unedited: object = None           # the memorizing model forgetting is measured from (robustness)
     relearn_lr: float = 5e-5          # the training run's peak learning rate (pretrained: a fine-tuning rate)
     params: MetricsConfig = field(default_factory=MetricsConfig)   # the attacks' and robustness' parameters
+    train: TrainConfig | None = None  # the training run's optimizer and batch settings (relearning uses them)
 
 
 def checkpoint_bases(plan: RunPlan, config: ExperimentConfig, setting: Setting, workdir: Path, progress: bool,
@@ -167,14 +168,14 @@ def checkpoint_bases(plan: RunPlan, config: ExperimentConfig, setting: Setting, 
         model = viewed_model(target, config)
         before = evaluate_cached(workdir, setting, target.checkpoint, target.view, model, params=params)
         return Bases(model, before, target.label, reference, str(norep.directory), info, {}, never_seen,
-                     unseen.model, model, config.train.lr, params)
+                     unseen.model, model, config.train.lr, params, config.train)
     standard = get_checkpoint(workdir, full, replaced, config, progress=progress, device=device)
     own_view = evaluate_cached(workdir, setting, target.checkpoint, "default", viewed_model(target, config),
                                params=params)
     before = evaluate_cached(workdir, setting, standard, "model", standard.model, params=params)
     return Bases(target.checkpoint.model, before, replaced, reference, str(norep.directory), info,
                  {"checkpoint_default_view": own_view.means()}, never_seen, unseen.model, standard.model,
-                 config.train.lr, params)
+                 config.train.lr, params, config.train)
 
 
 def run_method(*, method_spec: str, config: ExperimentConfig, setting: Setting, workdir: Path, results: Path,
@@ -214,7 +215,7 @@ def sweep_record(plan: RunPlan, bases: Bases, setting: Setting, context: MethodC
                  config: dict, preset: str, seeds: Seeds, started: float) -> ResultRecord:
     """Walk the method's sweep of states, score each against the bases, and build the record."""
     method, entry = plan.method, plan.entry
-    method_seconds, eval_seconds, robustness_seconds, points, chosen = 0.0, 0.0, 0.0, [], None
+    method_seconds, eval_seconds, robustness_seconds, points, chosen, stopped = 0.0, 0.0, 0.0, [], None, None
     bar = _progress(len(plan.grid), f"{entry.name} on {bases.checkpoint.label}", progress)
     states = iter(_call(entry, method.sweep_states, bases.model, context, plan.grid))
     while True:
@@ -233,8 +234,14 @@ def sweep_record(plan: RunPlan, bases: Bases, setting: Setting, context: MethodC
             chosen = (points[-1], state_model, scale)          # the point robustness is measured at
         eval_seconds += time.perf_counter() - clock
         bar.update(1)
+        if method.stops_past_budgets and points[-1].degradation >= AUC_MAX_DEGRADATION:
+            stopped = {"knob": knob, "degradation": points[-1].degradation, "beyond": AUC_MAX_DEGRADATION}
+            getattr(states, "close", lambda: None)()    # no later point counts in a budget or the Pareto AUC
+            break
     bar.close()
     extras = {**bases.extras, **_call(entry, method.record_extras, bases.model, context)}
+    if stopped:
+        extras["sweep_stopped"] = stopped
     if chosen is not None and bases.unedited is not None:
         from .robustness import robustness_at
 
@@ -242,7 +249,7 @@ def sweep_record(plan: RunPlan, bases: Bases, setting: Setting, context: MethodC
         relearn_lr = bases.params.relearn_lr or bases.relearn_lr     # metrics.relearn_lr, else the training peak
         extras["robustness"] = {"knob": chosen[0].knob, "relearn_lr": relearn_lr, **robustness_at(
             chosen[1], chosen[2], bases.unedited, bases.never_seen_model, setting, relearn_lr, context.seed,
-            bases.params)}
+            bases.params, bases.train)}
         robustness_seconds = time.perf_counter() - clock
     return ResultRecord(
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -260,11 +267,11 @@ def sweep_record(plan: RunPlan, bases: Bases, setting: Setting, context: MethodC
 
 
 def _better_within(point, best, key: str = "gap_closed", budget: float = 0.05) -> bool:
-    """Is `point` the new best gap closed on the forget span (`key`) within the primary budget
-    (the protocol's chosen point)?"""
+    """Is `point` the new best gap closed on the forget span (`key`, capped at 1; ties to the
+    smaller degradation) within the primary budget (the protocol's chosen point, as best_point)?"""
     if getattr(point, key) is None or point.degradation > budget:
         return False
-    return best is None or getattr(point, key) > getattr(best, key)
+    return best is None or point_order(point, key) > point_order(best, key)
 
 
 def _call(entry: Entry, function, *args):

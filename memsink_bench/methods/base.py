@@ -6,7 +6,8 @@ arguments are its hyperparameters, mirrored one-to-one by `baselines/<name>.yaml
   grid of r (`ratios`) and scores every point.
 - `ModelEditor.edit(model, context, knob) -> model`: an edited copy of the model for one value of
   its knob (steps or strength) from `knob_grid`. Editors whose knob is a step count may override
-  `edit_sweep` to walk the grid incrementally instead of restarting for each point.
+  `edit_sweep` to walk the grid incrementally instead of restarting for each point. The walk stops
+  at the first point past 0.5 nats of degradation (`stops_past_budgets`).
 
 The model handed to a method is a plain HF causal LM (a checkpoint view is folded into its
 weights first); `context` carries the target (memorized) and retain (non-memorized) sequences.
@@ -81,6 +82,10 @@ class Method:
     knob: ClassVar[str] = ""
     default_sweep: ClassVar[dict] = {}
     resource_knobs: ClassVar[tuple[str, ...]] = ()   # hyperparameters that change speed or memory, never a result
+    # stop walking the knob grid at the first point degrading the model by AUC_MAX_DEGRADATION
+    # nats or more (no later point counts in a budget or the Pareto AUC): for knobs along which
+    # degradation only grows, such as step counts, so a long grid costs little where it is not needed
+    stops_past_budgets: ClassVar[bool] = False
     checkpoint_kind: ClassVar[str | None] = None   # runs only on this kind (None: any checkpoint, standard by default)
     needs: ClassVar[str] = "forget set"            # what it needs beyond the model (the leaderboard's needs column)
     # hyperparameters added after records existed, at the value that reproduces the behaviour
@@ -175,7 +180,10 @@ class ModelEditor(Method):
     method_type = "editor"
     knob = "steps"
     needs = "forget set, retain set"
-    default_sweep = {"steps": [1, 2, 5, 10, 20]}
+    # long enough for the papers' smallest learning rates to reach the largest budget; the walk
+    # stops past 0.5 nats of degradation (stops_past_budgets), so fast configurations stop early
+    default_sweep = {"steps": [1, 2, 5, 10, 20, 50, 100]}
+    stops_past_budgets = True
 
     def edit(self, model: nn.Module, context: MethodContext, knob) -> nn.Module:
         """An edited copy of `model` at knob value `knob`; `model` itself must not change."""

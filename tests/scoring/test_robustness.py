@@ -227,6 +227,8 @@ def test_robustness_at_reads_its_bit_widths_and_step_counts_from_the_metric_para
     setting = SimpleNamespace(repeated=sequences, tokenizer=SimpleNamespace(pad_token_id=0))
     default = robustness_at(model, None, model, None, setting, lr=1e-3)
     assert set(default["quantization"]) == {"8", "4"} and set(default["relearning"]) == {"1", "5", "20"}
+    # forgetting is measured against the same quantization of the unedited model: none for itself
+    assert all(default["quantization"][bits]["forgetting"] == pytest.approx(0.0, abs=1e-6) for bits in ("8", "4"))
     chosen = robustness_at(model, None, model, None, setting, lr=1e-3,
                            params=MetricsConfig(quantization_bits=[6], relearn_steps=[0, 2]))
     assert set(chosen["quantization"]) == {"6"} and set(chosen["relearning"]) == {"0", "2"}
