@@ -29,21 +29,27 @@ SEED = 20241201
 
 
 def _curves(record: ResultRecord, rng: np.random.Generator, draws: int,
-            resample: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+            resample: bool = True) -> tuple[np.ndarray, ...]:
     """(gap closed on the record's forget span [draws, points], gap closed on the other span
-    [draws, points], degradation [draws, points], the MemSinks paper's gap closed [draws, points])
-    under `draws` resamples of the record's sequences (the stored means repeated when it has no
-    per-sequence values).
+    [draws, points], degradation [draws, points], the MemSinks paper's gap closed [draws, points],
+    the gap closed to the never-seen model [draws, points]) under `draws` resamples of the record's
+    sequences (the stored means repeated when it has no per-sequence values).
 
     The paper's gap is the whole-sequence forgetting over the distance from the unedited model's
     repeated loss to its own validation loss; NaN where that level means nothing (a canary, which
     a model that never saw it predicts at about log(vocab) a token, or a pretrained model's
-    paragraphs)."""
+    paragraphs). The never-seen gap is the forget-span forgetting over the distance to the loss of
+    the model trained without the forget sequences (exact unlearning's level, and the one that
+    means something for a canary); NaN where the record has no never-seen model."""
     points = record.points
     on_sequence = record.forget_span == "sequence"
     data = (record.config or {}).get("data")
     paper_level = isinstance(data, dict) and not data.get("canary_length")
+    unseen = record.never_seen
+    field = "repeated_loss" if on_sequence else "repeated_target_loss"
     stored = [p.per_sequence for p in points] + [record.before.per_sequence, record.no_rep.per_sequence]
+    if unseen is not None:
+        stored.append(unseen.per_sequence)
     if not resample or any(s is None for s in stored):
         gap = np.array([np.nan if p.gap_closed is None else p.gap_closed for p in points])
         target = np.array([np.nan if p.gap_closed_target is None else p.gap_closed_target for p in points])
@@ -51,7 +57,10 @@ def _curves(record: ResultRecord, rng: np.random.Generator, draws: int,
         forget, other = (gap, target) if on_sequence else (target, gap)
         width = record.before.val_loss - record.before.repeated_loss
         paper = np.array([p.forgetting / width if paper_level and abs(width) > 1e-9 else np.nan for p in points])
-        return tuple(np.broadcast_to(v, (draws, len(points))) for v in (forget, other, degradation, paper))
+        width = np.nan if unseen is None else getattr(unseen, field) - getattr(record.before, field)
+        never = np.array([(p.forgetting if on_sequence else p.forgetting_target) / width
+                          if abs(width) > 1e-9 else np.nan for p in points])
+        return tuple(np.broadcast_to(v, (draws, len(points))) for v in (forget, other, degradation, paper, never))
     before, norep = record.before.per_sequence, record.no_rep.per_sequence
     rep = rng.integers(0, len(before.repeated_loss), (draws, len(before.repeated_loss)))
     val = rng.integers(0, len(before.val_loss), (draws, len(before.val_loss)))
@@ -73,7 +82,9 @@ def _curves(record: ResultRecord, rng: np.random.Generator, draws: int,
     sequence, extraction = gap_of("repeated_loss"), gap_of("repeated_target_loss")
     paper = closed("repeated_loss", val_before) if paper_level else np.full_like(degradation, np.nan)
     forget, other = (sequence, extraction) if on_sequence else (extraction, sequence)
-    return forget, other, degradation, paper
+    never = (closed(field, mean(getattr(unseen.per_sequence, field), rep)) if unseen is not None
+             else np.full_like(degradation, np.nan))
+    return forget, other, degradation, paper, never
 
 
 def best_within(gap: np.ndarray, degradation: np.ndarray, budget: float) -> np.ndarray:
@@ -89,8 +100,9 @@ def pareto_auc(gap: np.ndarray, degradation: np.ndarray, width: float) -> np.nda
     return np.stack([best_within(gap, degradation, x) for x in grid], axis=1).mean(axis=1)
 
 
-# statistic(forget-span gap, other-span gap, degradation, paper's gap), each [draws, points] -> [draws]
-Statistic = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+# statistic(forget-span gap, other-span gap, degradation, paper's gap, never-seen gap), each
+# [draws, points] -> [draws]
+Statistic = Callable[..., np.ndarray]
 
 
 def draws_of(records: list[ResultRecord], statistics: dict[str, Statistic], draws: int = DRAWS,
@@ -116,6 +128,18 @@ def intervals(records: list[ResultRecord], statistics: dict[str, Statistic]) -> 
         found[name] = None if np.isnan(values).all() or np.allclose(values, values[0]) else tuple(
             float(v) for v in np.percentile(values, [tail, 100 - tail]))
     return found
+
+
+def seed_interval(values: list[float], draws: int = DRAWS, seed: int = SEED) -> tuple[float, float] | None:
+    """95% percentile bootstrap interval of the mean of per-seed values (the columns read at each
+    seed's chosen point, whose per-sequence values are not kept); None with fewer than 2 seeds or
+    nothing varying."""
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2 or np.allclose(values, values[0]):
+        return None
+    means = values[np.random.default_rng(seed).integers(0, len(values), (draws, len(values)))].mean(axis=1)
+    tail = (1 - LEVEL) / 2 * 100
+    return tuple(float(v) for v in np.percentile(means, [tail, 100 - tail]))
 
 
 def point_value(records: list[ResultRecord], statistic: Statistic) -> float:

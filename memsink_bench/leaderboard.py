@@ -10,8 +10,16 @@ degradation: the budget at which a deployed model is still "the same model" (val
 by about 5% of the cpu preset's 0.9 nats), and the MemSinks paper's own operating regime. The
 same statistic at 0.02, 0.1 and 0.2 nats and the normalised area under the Pareto front (budgets
 0-0.5 nats) show whether a ranking survives the budget; a row whose rank among the rows of its
-group changes across the four budgets is marked `↕`. Every number is a mean over seeds with a
-95% bootstrap interval over seeds and forget sequences (`intervals.py`).
+group changes across the four budgets is marked `↕`, and a row whose curve stops before 0.2 nats
+while its gap closed is still rising is marked `⊣` (its higher budgets may understate it). Every
+gap number is a mean over seeds with a 95% bootstrap interval over seeds and forget sequences
+(`intervals.py`); the columns read at each seed's chosen point (exact match, degradations,
+PrivLeak, extraction, robustness) have a bootstrap interval over seeds.
+
+Besides the gap to the no-rep model (the dedup level), two other reference levels: `gap to val`,
+the MemSinks paper's gap to the model's own validation loss (ts-repetition only: for a canary it
+means nothing), and `gap to never-seen`, to the loss of the model trained without the forget
+sequences (exact unlearning's level; for a canary, the level it is measured to instead).
 
 Rows fall into groups whose before-states differ, so they are only compared within a group:
 post-hoc methods on a checkpoint (measured from that checkpoint), and training-time methods
@@ -34,9 +42,9 @@ import numpy as np
 import pandas as pd
 
 from .errors import UserError
-from .intervals import best_within, intervals, paired_difference, pareto_auc, point_value
+from .intervals import best_within, intervals, paired_difference, pareto_auc, point_value, seed_interval
 from .metrics import AUC_MAX_DEGRADATION, CLOSER_TO_ZERO, DIRECTIONS, best_point
-from .protocol import REPORTED, Protocol, protocol_of
+from .protocol import REPORTED, Protocol, protocol_of, seed_of
 from .record import ResultRecord, load_records  # noqa: F401  (load_records: the leaderboard's reader)
 
 BUDGETS_SHOWN = (0.02, 0.05, 0.1, 0.2)
@@ -44,19 +52,23 @@ PRIMARY_BUDGET = 0.05
 RANK_BY = "gap closed @0.05"
 SD_COLUMN = "sd @0.05"
 CONTROLS = {"localizer": "random-neurons", "editor": "random-sparse-ft"}
+SATURATED = 0.01      # a curve whose last step adds less gap closed than this has flattened out
 
 
 def _gap_statistic(budget: float, target: bool = False):
     return lambda gap, target_gap, degradation, *_: best_within(target_gap if target else gap, degradation, budget)
 
 
-def _paper_gap_statistic(budget: float):
-    """The MemSinks paper's gap (to the model's own validation loss) within the budget; NaN where
-    the record has none (canaries, paragraphs)."""
-    def statistic(gap, other, degradation, paper):
-        if np.isnan(paper).all():
-            return np.full(paper.shape[0], np.nan)
-        return best_within(paper, degradation, budget)
+def _level_statistic(budget: float, level: str):
+    """The gap closed to another reference level within the budget: `paper` (the MemSinks paper's,
+    to the model's own validation loss; none for canaries and paragraphs) or `never` (to the
+    never-seen model's loss on the forget span; none without a never-seen model). NaN where the
+    record has no such level."""
+    def statistic(gap, other, degradation, paper, never):
+        curve = paper if level == "paper" else never
+        if np.isnan(curve).all():
+            return np.full(curve.shape[0], np.nan)
+        return best_within(curve, degradation, budget)
     return statistic
 
 
@@ -64,13 +76,15 @@ STATISTICS = {
     **{f"gap closed @{b}": _gap_statistic(b) for b in BUDGETS_SHOWN},
     "Pareto AUC": lambda gap, target, degradation, *_: pareto_auc(gap, degradation, AUC_MAX_DEGRADATION),
     "other span gap @0.05": _gap_statistic(PRIMARY_BUDGET, target=True),
-    "gap to val @0.05": _paper_gap_statistic(PRIMARY_BUDGET),
+    "gap to val @0.05": _level_statistic(PRIMARY_BUDGET, "paper"),
+    "gap to never-seen @0.05": _level_statistic(PRIMARY_BUDGET, "never"),
 }
 # (column, metric whose direction gives the arrow, format) of the numeric columns, in display order
 COLUMNS = [*[(f"gap closed @{b}", "gap_closed", "{:.3f}") for b in BUDGETS_SHOWN],
            ("Pareto AUC", "auc", "{:.3f}"),
            ("other span gap @0.05", "gap_closed_target", "{:.3f}"),
            ("gap to val @0.05", "gap_closed", "{:.3f}"),
+           ("gap to never-seen @0.05", "gap_closed", "{:.3f}"),
            ("EM rep. before", None, "{:.1f}"),
            ("EM rep. @0.05", "em_repeated", "{:.1f}"),
            ("val degr. @0.05", "degradation", "{:.3f}"),
@@ -90,36 +104,36 @@ def _em_within(record: ResultRecord, budget: float) -> float:
     return record.before.em_repeated if chosen is None else chosen.em_repeated
 
 
-def _mean_at_chosen(replicates: list[ResultRecord], value) -> float:
-    """The mean over seeds of `value(point)` at each seed's point closing the most gap within the
-    primary budget (NaN when a record predates the metric)."""
+def _at_chosen(replicates: list[ResultRecord], value) -> list[float] | None:
+    """Per seed, `value(point)` at the seed's point closing the most gap within the primary budget
+    (None when a record predates the metric)."""
     values = []
     for record in replicates:
         chosen = best_point(record.points, record.forget_key, PRIMARY_BUDGET)
         found = value(chosen) if chosen is not None else None
         if found is None:
-            return float("nan")
+            return None
         values.append(found)
-    return sum(values) / len(values)
+    return values
 
 
-def _mean_extra(replicates: list[ResultRecord], path: tuple[str, ...]) -> float:
-    """The mean over seeds of a nested extras value (robustness at the chosen point); NaN if absent."""
+def _extra(replicates: list[ResultRecord], path: tuple[str, ...]) -> list[float] | None:
+    """Per seed, a nested extras value (robustness at the chosen point); None if a seed has none."""
     values = []
     for record in replicates:
         value = record.extras
         for key in path:
             value = value.get(key) if isinstance(value, dict) else None
         if value is None:
-            return float("nan")
+            return None
         values.append(value)
-    return sum(values) / len(values)
+    return values
 
 
-def _mean_recovered(replicates: list[ResultRecord], steps: str) -> float:
-    """The mean over seeds of the share of the removal relearning undid after `steps` steps, from
-    the stored losses; NaN when a seed's removal moved the held-back half's loss by less than
-    MIN_REMOVAL nats (its share would be noise divided by almost nothing) or it has no relearning."""
+def _recovered(replicates: list[ResultRecord], steps: str) -> list[float] | None:
+    """Per seed, the share of the removal relearning undid after `steps` steps, from the stored
+    losses; None when a seed's removal moved the held-back half's loss by less than MIN_REMOVAL
+    nats (its share would be noise divided by almost nothing) or it has no relearning."""
     from .robustness import MIN_REMOVAL, recovered_share
 
     values = []
@@ -127,12 +141,22 @@ def _mean_recovered(replicates: list[ResultRecord], steps: str) -> float:
         relearning = ((record.extras or {}).get("robustness") or {})
         base, point = relearning.get("relearning_base"), (relearning.get("relearning") or {}).get(steps)
         if not base or not point:
-            return float("nan")
+            return None
         share = recovered_share(base["memorizing_loss"], base["after_removal_loss"], point["loss"], MIN_REMOVAL)
         if share is None:
-            return float("nan")
+            return None
         values.append(share)
-    return sum(values) / len(values)
+    return values
+
+
+def _short_curve(record: ResultRecord) -> bool:
+    """Does the record's curve stop before the largest budget while its gap closed is still
+    rising (neither reaching BUDGETS_SHOWN[-1] nats of degradation nor flattening out)?"""
+    points = sorted(record.points, key=lambda p: p.knob)
+    if len(points) < 2 or max(p.degradation for p in points) >= BUDGETS_SHOWN[-1]:
+        return False
+    last, previous = (getattr(p, record.forget_key) or 0.0 for p in points[-2:][::-1])
+    return last - previous > SATURATED
 
 
 def corpus_family(record: ResultRecord) -> str:
@@ -202,14 +226,21 @@ def _row(key: tuple, replicates: list[ResultRecord]) -> dict:
     per_seed = pd.Series([point_value([r], STATISTICS[RANK_BY]) for r in replicates])
     row[SD_COLUMN] = per_seed.std(ddof=1) if len(replicates) > 1 else float("nan")
     row["EM rep. before"] = sum(r.before.em_repeated for r in replicates) / len(replicates)
-    row["EM rep. @0.05"] = sum(_em_within(r, PRIMARY_BUDGET) for r in replicates) / len(replicates)
-    row["val degr. @0.05"] = _mean_at_chosen(replicates, lambda p: p.degradation)
-    row["neighbour degr. @0.05"] = _mean_at_chosen(replicates, lambda p: p.neighbour_degradation)
-    row["kept rep. forgetting @0.05"] = _mean_at_chosen(replicates, lambda p: p.other_forgetting)
-    row["PrivLeak @0.05"] = _mean_at_chosen(replicates, lambda p: p.privleak)
-    row["extracted@100 @0.05"] = _mean_at_chosen(replicates, lambda p: (p.extraction or {}).get("rate@100"))
-    row["recovered @5 relearn steps"] = _mean_recovered(replicates, "5")
-    row["forgetting @4 bits"] = _mean_extra(replicates, ("robustness", "quantization", "4", "forgetting"))
+    per_seed_columns = {
+        "EM rep. @0.05": [_em_within(r, PRIMARY_BUDGET) for r in replicates],
+        "val degr. @0.05": _at_chosen(replicates, lambda p: p.degradation),
+        "neighbour degr. @0.05": _at_chosen(replicates, lambda p: p.neighbour_degradation),
+        "kept rep. forgetting @0.05": _at_chosen(replicates, lambda p: p.other_forgetting),
+        "PrivLeak @0.05": _at_chosen(replicates, lambda p: p.privleak),
+        "extracted@100 @0.05": _at_chosen(replicates, lambda p: (p.extraction or {}).get("rate@100")),
+        "recovered @5 relearn steps": _recovered(replicates, "5"),
+        "forgetting @4 bits": _extra(replicates, ("robustness", "quantization", "4", "forgetting")),
+    }
+    row["_seed_bands"] = {}
+    for name, values in per_seed_columns.items():
+        row[name] = float("nan") if values is None else float(np.mean(values))
+        row["_seed_bands"][name] = None if values is None else seed_interval(values)
+    row["_short"] = any(_short_curve(r) for r in replicates)
     row["method s"] = sum(r.timings.method_seconds for r in replicates) / len(replicates)
     training = replicates[0].method_type == "training"
     row["train s"] = sum(r.checkpoint.train_seconds for r in replicates) / len(replicates) if training else float("nan")
@@ -243,7 +274,7 @@ def leaderboard_frame(records: list[ResultRecord], setting: str | None = None, p
                                kind="stable").drop_duplicates(key))
     frame = frame.sort_values(["setting", "preset", "group", RANK_BY, "Pareto AUC"],
                               ascending=[True, True, True, False, False], kind="stable").reset_index(drop=True)
-    frame["flags"] = _swap_flags(frame)
+    frame["flags"] = [f"{flag} ⊣".strip() if short else flag for flag, short in zip(_swap_flags(frame), frame["_short"])]
     frame["needs"] = [needs_of(m) for m in frame["method"]]
     frame["vs control"], frame["_control_close"] = zip(*[_versus_control(frame, i) for i in range(len(frame))])
     frame["vs top"] = [_versus_top(frame, i) for i in range(len(frame))]
@@ -252,7 +283,7 @@ def leaderboard_frame(records: list[ResultRecord], setting: str | None = None, p
         frame["_intervals"] = [intervals(r, STATISTICS) for r in frame["_records"]]
     else:
         frame["_intervals"] = [{} for _ in range(len(frame))]
-    return frame.drop(columns=["_configuration", "_control_close", "_choose", "_choose_auc"])
+    return frame.drop(columns=["_configuration", "_control_close", "_choose", "_choose_auc", "_short"])
 
 
 def _choice_columns(frame: pd.DataFrame, selection: dict[tuple, list[ResultRecord]],
@@ -287,7 +318,7 @@ def _swap_flags(frame: pd.DataFrame) -> list[str]:
 
 
 def _per_seed(row) -> dict[int, float]:
-    return {r.seeds.train: point_value([r], STATISTICS[RANK_BY]) for r in row["_records"]}
+    return {seed_of(r): point_value([r], STATISTICS[RANK_BY]) for r in row["_records"]}
 
 
 def _group_rows(frame: pd.DataFrame, row) -> pd.DataFrame:
@@ -349,8 +380,8 @@ def render(frame: pd.DataFrame, fmt: str) -> str:
             if value is None or pd.isna(value):
                 return "-"
             band = bands.get(name)
-            return spec.format(value) + (f" [{band[0]:.3f}, {band[1]:.3f}]" if band else "")
-        shown[name] = [cell(v, b) for v, b in zip(shown[name], shown["_intervals"])]
+            return spec.format(value) + (f" [{spec.format(band[0])}, {spec.format(band[1])}]" if band else "")
+        shown[name] = [cell(v, {**s, **b}) for v, b, s in zip(shown[name], shown["_intervals"], shown["_seed_bands"])]
     order = ["setting", "preset", "corpus", "group", "method", "checkpoint", *[c for c, _, _ in COLUMNS],
              SD_COLUMN, "seeds", "configs", "selected on", "vs control", "vs top", "needs", "flags"]
     shown = shown[order].rename(columns={name: name + _arrow(metric) for name, metric, _ in COLUMNS})

@@ -32,8 +32,9 @@ def record(method: str, seed: int, forgetting: list[float], degradation: list[fl
     for i, (f, d) in enumerate(zip(forgetting, degradation)):
         after = before_rep + f * (1 + spread * noise)
         gap = float((after - before_rep).mean() / (norep_rep - before_rep).mean())
-        points.append(Point(**_state(after, val + d), knob=i + 1, forgetting=float((after - before_rep).mean()),
-                            forgetting_target=0.0, degradation=d, control_degradation=0.0, gap_closed=gap,
+        forgetting = float((after - before_rep).mean())      # the target span is the whole sequence here
+        points.append(Point(**_state(after, val + d), knob=i + 1, forgetting=forgetting,
+                            forgetting_target=forgetting, degradation=d, control_degradation=0.0, gap_closed=gap,
                             gap_closed_target=gap))
     return ResultRecord(
         created="2026-01-01T00:00:00+00:00", method=method, method_type=method_type, method_source="built-in",
@@ -103,3 +104,32 @@ def test_a_row_within_noise_of_the_top_is_marked_tied():
     frame = leaderboard_frame(first + second).set_index("method")
     top, other = ("ig", "hard-concrete") if frame.loc["ig", "vs top"] == "top" else ("hard-concrete", "ig")
     assert frame.loc[top, "vs top"] == "top" and frame.loc[other, "vs top"].endswith("tied")
+
+
+def test_gap_to_the_never_seen_model_reads_its_own_level():
+    """The never-seen model's forget-span loss is 2 nats above the unedited model's where the
+    no-rep model's is 1 nat above: the same forgetting closes half as much of that gap."""
+    rows = [record("ig", s, [0.1, 0.3], [0.01, 0.04]) for s in range(3)]
+    statistic = STATISTICS["gap to never-seen @0.05"]
+    assert np.isnan(point_value(rows, statistic))                    # no never-seen model: no level
+    for row in rows:
+        before = row.before.per_sequence
+        unseen = np.asarray(before.repeated_loss) + 2.0
+        row.never_seen = State(**_state(unseen, np.asarray(before.val_loss)))
+    assert point_value(rows, statistic) == pytest.approx(point_value(rows, STATISTICS["gap closed @0.05"]) / 2)
+    low, high = intervals(rows, {"never": statistic})["never"]
+    assert low <= point_value(rows, statistic) <= high
+
+
+def test_chosen_point_columns_have_seed_intervals_and_short_curves_are_marked():
+    rising = [record("ig", s, [0.1, 0.2 + 0.02 * s, 0.4], [0.01, 0.03 + 0.005 * s, 0.15]) for s in range(3)]
+    flat = [record("hard-concrete", s, [0.1, 0.3, 0.3], [0.01, 0.04, 0.15]) for s in range(3)]
+    reaching = [record("random-neurons", s, [0.1, 0.2, 0.5], [0.01, 0.04, 0.3]) for s in range(3)]
+    frame = leaderboard_frame(rising + flat + reaching).set_index("method")
+    # ig stops at 0.15 nats still rising; hard-concrete flattened; the control reaches 0.2 nats
+    assert "⊣" in frame.loc["ig", "flags"]
+    assert "⊣" not in frame.loc["hard-concrete", "flags"] and "⊣" not in frame.loc["random-neurons", "flags"]
+    # the chosen points' degradations differ by seed: an interval around their mean
+    low, high = frame.loc["ig", "_seed_bands"]["val degr. @0.05"]
+    assert low < frame.loc["ig", "val degr. @0.05"] < high
+    assert frame.loc["hard-concrete", "_seed_bands"]["val degr. @0.05"] is None      # equal on every seed
