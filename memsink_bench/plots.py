@@ -443,13 +443,14 @@ def pareto_figure(rows: list[list[ResultRecord]], budgets_marked=(0.02, 0.05, 0.
     bootstrap interval over seeds and sequences (the leaderboard's intervals). Dotted verticals:
     the leaderboard's budgets, the primary one solid."""
     import numpy as np
+    import pandas as pd
+    import seaborn as sns
 
     from .intervals import LEVEL, best_within, draws_of, point_value
     from .metrics import AUC_MAX_DEGRADATION
 
     grid = np.linspace(0.0, AUC_MAX_DEGRADATION, PARETO_BUDGETS)
     statistics = {x: (lambda gap, target, degradation, *_, x=x: best_within(gap, degradation, x)) for x in grid}
-    tail = (1 - LEVEL) / 2 * 100
     with paper_style():
         fig, ax = subplots(width=DOUBLE_COLUMN, height=3.2)
         for budget in budgets_marked:
@@ -460,13 +461,17 @@ def pareto_figure(rows: list[list[ResultRecord]], budgets_marked=(0.02, 0.05, 0.
             color = method_color(first.method)
             mean = [point_value(replicates, statistics[x]) for x in grid]
             draws = draws_of(replicates, statistics)
-            low = [np.percentile(draws[x], tail) for x in grid]
-            high = [np.percentile(draws[x], 100 - tail) for x in grid]
             label = curve_label(first) + (f" ({len(replicates)} seeds)" if len(replicates) > 1 else "")
             ax.step(grid, mean, where="post", color=color, label=label,
                     linestyle="--" if on_other_checkpoint(first) else "-")
-            if not np.allclose(low, high):
-                ax.fill_between(grid, low, high, step="post", color=color, alpha=0.15, linewidth=0)
+            if not all(np.allclose(draws[x], draws[x][0]) for x in grid):
+                # the band: seaborn's percentile interval of the bootstrap draws at each budget (the
+                # line itself is the mean of the stored curves, drawn above)
+                frame = pd.DataFrame({"budget": np.repeat(grid, len(draws[grid[0]])),
+                                      "gap": np.concatenate([draws[x] for x in grid])})
+                sns.lineplot(data=frame, x="budget", y="gap", estimator="mean", errorbar=("pi", LEVEL * 100),
+                             color=color, linewidth=0, legend=False, ax=ax,
+                             err_kws={"step": "post", "alpha": 0.15, "linewidth": 0})
         ax.set_xlim(0, AUC_MAX_DEGRADATION)
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("degradation budget (validation loss increase, nats)")

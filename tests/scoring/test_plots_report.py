@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -282,3 +283,20 @@ def test_pareto_front_is_the_best_gap_closed_within_each_budget():
 def test_cli_plot_pareto(results):
     assert main(["plot", "pareto", "--setting", SETTING, "--preset", PRESET, "--results", str(results)]) == 0
     assert (results / "figures" / f"pareto_{SETTING}-{PRESET}.png").is_file()
+
+
+def test_pareto_front_draws_a_seaborn_band_of_the_bootstrap_draws_around_the_mean():
+    from matplotlib.collections import PolyCollection
+
+    from tests.scoring.test_intervals import record
+
+    seeds = [record("ig", s, [0.1, 0.3], [0.01, 0.04], spread=1.0) for s in range(3)]
+    figure = plots.pareto_figure([seeds])
+    ax = figure.axes[0]
+    [band] = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    line = next(line for line in ax.get_lines() if line.get_label().startswith("ig"))
+    x, y = np.asarray(line.get_xdata()), np.asarray(line.get_ydata())
+    vertices = band.get_paths()[0].vertices
+    inside = vertices[(vertices[:, 0] > 0.1) & (vertices[:, 0] < 0.4)][:, 1]
+    level = y[(x > 0.1) & (x < 0.4)]
+    assert inside.min() < level.min() <= level.max() < inside.max()
