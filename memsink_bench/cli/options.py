@@ -24,7 +24,8 @@ def setting_options(parser: argparse.ArgumentParser, setting_required: bool = Tr
     """--setting, --preset, --set, --workdir, --quiet: what every command on a setting takes."""
     parser.add_argument("--setting", required=setting_required,
                         help="ts-repetition, ts-canary, or a path to a task YAML")
-    parser.add_argument("--preset", default="cpu", help="smoke | cpu (default) | paper")
+    parser.add_argument("--preset", default="cpu",
+                        help="smoke | cpu (default) | cpu-4m | cpu-12m (the model-size ladder) | paper")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one config field, e.g. --set train.lr=1e-3 (repeatable)")
     workdir_option(parser)

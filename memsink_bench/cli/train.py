@@ -13,7 +13,9 @@ def register(sub) -> None:
                            formatter_class=RawDescriptionHelpFormatter,
                            epilog="example:\n  memsink-bench train --setting ts-canary --kind memsinks --preset cpu")
     setting_options(train)
-    train.add_argument("--kind", required=True, help="standard | standard-no-rep | gradient-masked | memsinks")
+    train.add_argument("--kind", required=True,
+                       help="standard | standard-no-rep | never-seen (the forget sequences removed) | "
+                            "gradient-masked | memsinks, or a registered plugin kind")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run from its last snapshot")
 
 
