@@ -7,7 +7,9 @@ the repeated (forget) and validation sequences with replacement, and recomputes 
 gap closed and degradation from the resampled means before taking the statistic. Records without
 per-sequence values (schema 1) are resampled over seeds only. The interval is the percentile
 interval of B draws (B = 2000, seeded, so tables are reproducible); with one seed and no
-per-sequence values there is no interval.
+per-sequence values there is no interval. This two-level resample is written out here because
+scipy.stats.bootstrap resamples each sample independently and cannot nest sequences in seeds;
+single-level intervals (per-seed values, paired differences) use scipy.stats.bootstrap.
 
 Paired comparisons (a method against its random control, or against the top row) take the
 per-seed differences of the two rows on their common training seeds and bootstrap their mean
@@ -134,12 +136,14 @@ def seed_interval(values: list[float], draws: int = DRAWS, seed: int = SEED) -> 
     """95% percentile bootstrap interval of the mean of per-seed values (the columns read at each
     seed's chosen point, whose per-sequence values are not kept); None with fewer than 2 seeds or
     nothing varying."""
+    from scipy import stats
+
     values = np.asarray(values, dtype=float)
     if len(values) < 2 or np.allclose(values, values[0]):
         return None
-    means = values[np.random.default_rng(seed).integers(0, len(values), (draws, len(values)))].mean(axis=1)
-    tail = (1 - LEVEL) / 2 * 100
-    return tuple(float(v) for v in np.percentile(means, [tail, 100 - tail]))
+    result = stats.bootstrap((values,), np.mean, confidence_level=LEVEL, n_resamples=draws, method="percentile",
+                             random_state=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def point_value(records: list[ResultRecord], statistic: Statistic) -> float:
