@@ -2,8 +2,9 @@
 
 Why: Stoehr et al. found memorization spread over layers, yet with a distinguishable pattern:
 memorized paragraphs have smaller parameter gradients in the lower layers than non-memorized
-ones. Per sequence we take the gradient of its mean next-token NLL over its target span (the
-forget span: the continuation, or the canary; Stoehr et al. take the continuation's NLL) with
+ones. Per sequence we take the gradient of its mean next-token NLL over its extraction span
+(the continuation after the prefix, or the canary; Stoehr et al. take the continuation's NLL,
+whatever the setting's forget span) with
 respect to every attention and MLP weight matrix (biases, embeddings and unembedding left out,
 as in their sparse fine-tuning), the max |grad| in each (layer, component), and average that
 over the sequences of a group. The same over the whole sequence is given beside it in the
