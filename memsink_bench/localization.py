@@ -135,11 +135,28 @@ def localization_table(method, model, context, setting, own: torch.Tensor, pool:
     return rows, seconds
 
 
+def _resampled_means(values, seeds, rng, draws: int = 2000):
+    """[draws] bootstrap means of per-group values: seeds drawn with replacement, then the groups
+    inside each drawn seed (a one-level bootstrap over groups when there is one seed)."""
+    import numpy as np
+
+    values, seeds = np.asarray(values, dtype=float), np.asarray(seeds)
+    by_seed = [values[seeds == s] for s in sorted(set(seeds.tolist()))]
+    if len(by_seed) == 1:
+        return values[rng.integers(0, len(values), (draws, len(values)))].mean(axis=1)
+    chosen = rng.integers(0, len(by_seed), (draws, len(by_seed)))
+    per_seed = np.stack([group[rng.integers(0, len(group), (draws, len(group)))].mean(axis=1)
+                         for group in by_seed], axis=1)                   # [draws, seeds]
+    return np.take_along_axis(per_seed, chosen, axis=1).mean(axis=1)
+
+
 def summarize(rows: list[dict]) -> dict:
-    """Means over groups with 95% bootstrap intervals over groups (seeded)."""
+    """Means over groups (every seed's groups weighted alike) with 95% bootstrap intervals over
+    seeds and the groups inside them (over groups only with one seed; seeded)."""
     import numpy as np
 
     rng = np.random.default_rng(0)
+    seeds = [row.get("seed", 0) for row in rows]
     summary = {}
     for name in ("precision_all", "auroc_all", "precision_pool", "auroc_pool", "ap_all", "ap_pool",
                  "chance_all", "chance_pool",
@@ -148,8 +165,8 @@ def summarize(rows: list[dict]) -> dict:
         if any(name not in row for row in rows):          # a report written before the net check existed
             continue
         values = np.array([row[name] for row in rows], dtype=float)
-        draws = values[rng.integers(0, len(values), (2000, len(values)))].mean(axis=1)
-        summary[name] = {"mean": float(values.mean()),
+        draws = _resampled_means(values, seeds, rng)
+        summary[name] = {"mean": float(np.mean([values[np.asarray(seeds) == s].mean() for s in set(seeds)])),
                          "interval": [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]}
     for name in ("pr_all", "pr_pool"):
         if all(name in row for row in rows):
@@ -204,8 +221,13 @@ def table(report: dict) -> tuple[list[list[str]], str]:
     first = next(iter(report["methods"].values()))["summary"]
     note = (f"chance: precision@k {first['chance_all']['mean']:.3f} over all neurons, "
             f"{first['chance_pool']['mean']:.3f} within the sink pool (also average precision's); AUROC 0.5. "
-            f"Intervals: 95% bootstrap over forget-sequence groups of {report['group_size']}.")
+            f"Intervals: 95% bootstrap over {_seeds_text(report)}forget-sequence groups of {report['group_size']}.")
     return rows, note
+
+
+def _seeds_text(report: dict) -> str:
+    seeds = report.get("seeds") or [0]
+    return f"seeds ({', '.join(map(str, seeds))}) and " if len(seeds) > 1 else ""
 
 
 def render(report: dict) -> str:

@@ -25,6 +25,12 @@ def register(sub) -> None:
                         help="comma-separated localizers (built-in names, plugins, FILE.py:Class)")
     parser.add_argument("--group-size", type=int, default=1,
                         help="forget sequences per localizer call, scored against their sinks' union (default 1)")
+    parser.add_argument("--seeds", default="0",
+                        help="comma-separated seeds, each its own MemSinks checkpoint and localizer seed; the "
+                             "intervals resample seeds and the groups inside them (default 0)")
+    parser.add_argument("--seed-fields", default="train.seed",
+                        help="what a seed sets besides the localizer's seed, as in a sweep's seed_fields "
+                             "(default train.seed; train.seed,data.seed: each seed its own forget set)")
     results_option(parser)
 
 
@@ -39,22 +45,36 @@ def handle(args) -> int:
 
     if args.group_size < 1:
         raise UserError(f"--group-size {args.group_size} must be at least 1", "e.g. --group-size 1 or 8")
+    seeds, fields = _seeds(args.seeds, args.seed_fields)
     planned = _localizers(args.methods)
     check_writable(args.results, "--results")
-    config, setting = prepare(args)
-    device = select_device(config.train.device)
-    target = resolve_target(f"{MemSinks.name}:mean", args.workdir, setting, config, not args.quiet, device)
-    model = viewed_model(target, config)
-    own, pool = own_sinks(config, setting, model)
-    context = MethodContext(targets=forget_set(setting, config.scoring.forget_span), retain=retain_set(setting),
-                            pad_id=setting.tokenizer.pad_token_id, device=device, seed=0, config=config)
-    report = {"setting": setting.name, "preset": config.preset, "checkpoint": str(target.checkpoint.directory),
+    base = list(args.overrides)
+    found: dict[str, dict] = {name: {"groups": [], "localizer_seconds": 0.0} for name, _ in planned}
+    checkpoints = []
+    for seed in seeds:
+        args.overrides = base + [f"{field}={seed}" for field in fields]
+        config, setting = prepare(args)
+        device = select_device(config.train.device)
+        target = resolve_target(f"{MemSinks.name}:mean", args.workdir, setting, config, not args.quiet, device)
+        checkpoints.append(str(target.checkpoint.directory))
+        model = viewed_model(target, config)
+        own, pool = own_sinks(config, setting, model)
+        context = MethodContext(targets=forget_set(setting, config.scoring.forget_span), retain=retain_set(setting),
+                                pad_id=setting.tokenizer.pad_token_id, device=device, seed=seed, config=config)
+        for name, method in planned:
+            rows, seconds = localization_table(method, model, context, setting, own, pool, args.group_size)
+            found[name]["groups"] += [{**row, "seed": seed} for row in rows]
+            found[name]["localizer_seconds"] += seconds
+            print(f"localized {name} (seed {seed}): {seconds:.1f} s", file=sys.stderr)
+    args.overrides = base
+    report = {"setting": setting.name, "preset": config.preset, "checkpoint": checkpoints[0],
+              "checkpoints": checkpoints, "seeds": seeds, "seed_fields": fields,
               "forget_span": config.scoring.forget_span,
               "group_size": args.group_size, "git_commit": git_commit(), "methods": {}}
-    for name, method in planned:
-        rows, seconds = localization_table(method, model, context, setting, own, pool, args.group_size)
-        report["methods"][name] = {"summary": summarize(rows), "groups": rows, "localizer_seconds": round(seconds, 3)}
-        print(f"localized {name}: {seconds:.1f} s", file=sys.stderr)
+    for name, _ in planned:
+        groups = found[name]["groups"]
+        report["methods"][name] = {"summary": summarize(groups), "groups": groups,
+                                   "localizer_seconds": round(found[name]["localizer_seconds"] / len(seeds), 3)}
     directory = args.results / "analyses" / f"{setting.name}-{config.preset}" / "memsinks-mean"
     atomic_write_json(directory / "localization.json", json.loads(json.dumps(report)))
     atomic_write_text(directory / "localization.md", render(report))
@@ -64,6 +84,22 @@ def handle(args) -> int:
                 args.results / "figures" / f"localization-pr_{setting.name}-{config.preset}")
     print(render(report))
     return 0
+
+
+def _seeds(seeds: str, fields: str) -> tuple[list[int], list[str]]:
+    from ..sweep.spec import SEED_FIELDS
+
+    try:
+        parsed = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise UserError(f"--seeds '{seeds}' is not a comma-separated list of integers", "e.g. --seeds 0,1,2") from None
+    if not parsed or len(set(parsed)) != len(parsed):
+        raise UserError(f"--seeds '{seeds}' must name at least one seed, each once", "e.g. --seeds 0,1,2")
+    named = [f.strip() for f in fields.split(",") if f.strip()]
+    for field in named:
+        if field not in SEED_FIELDS:
+            raise UserError(f"--seed-fields '{field}' is not a seed field", f"use {', '.join(SEED_FIELDS)}")
+    return parsed, named
 
 
 def _localizers(methods: str) -> list:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -87,3 +88,31 @@ def test_localize_cli_scores_against_the_memsinks_sinks(tmp_path, session_workdi
     assert main([*argv[:-6], "--methods", "sparse-ft", "--workdir", str(session_workdir),
                  "--results", str(tmp_path)]) == 2
     assert "is not a localizer" in capsys.readouterr().err
+
+
+def test_localize_pools_seeds_and_resamples_them(tmp_path, session_workdir, capsys):
+    """--seeds: each seed its own MemSinks checkpoint (and, with data.seed, its own forget set) and
+    localizer seed; the summary weighs seeds alike and its interval resamples seeds, then groups."""
+    from memsink_bench.localization import _resampled_means
+
+    argv = ["localize", "--setting", "ts-canary", "--preset", "smoke", "--set", "train.epochs=1", "--quiet",
+            "--methods", "random-neurons", "--seeds", "0,1", "--seed-fields", "train.seed,data.seed",
+            "--workdir", str(session_workdir), "--results", str(tmp_path)]
+    assert main(argv) == 0
+    report = json.loads((tmp_path / "analyses" / "ts-canary-smoke" / "memsinks-mean" / "localization.json").read_text())
+    assert report["seeds"] == [0, 1] and len(set(report["checkpoints"])) == 2
+    groups = report["methods"]["random-neurons"]["groups"]
+    assert sorted({row["seed"] for row in groups}) == [0, 1] and len(groups) == 8      # smoke: 4 per seed
+    # two seeds, two random draws: their picks differ
+    first = [row["precision_all"] for row in groups if row["seed"] == 0]
+    second = [row["precision_all"] for row in groups if row["seed"] == 1]
+    assert first != second
+    summary = report["methods"]["random-neurons"]["summary"]["precision_all"]
+    assert summary["mean"] == pytest.approx((np.mean(first) + np.mean(second)) / 2)
+    assert "seeds (0, 1) and forget-sequence groups" in capsys.readouterr().out
+    # the two-level resample: constant groups within each seed leave only the seeds' spread
+    draws = _resampled_means([1.0, 1.0, 3.0, 3.0], [0, 0, 1, 1], np.random.default_rng(0))
+    assert set(np.round(draws, 6)) == {1.0, 2.0, 3.0}
+    for bad in (["--seeds", "0,x"], ["--seeds", "1,1"], ["--seed-fields", "model.seed"]):
+        assert main([*argv, *bad]) == 2
+        assert "--seed" in capsys.readouterr().err
