@@ -135,6 +135,12 @@ def localization_table(method, model, context, setting, own: torch.Tensor, pool:
     return rows, seconds
 
 
+# metric -> direction, stored in every localization report
+DIRECTIONS = {**{f"{m}_{where}": "higher" for m in ("precision", "auroc", "ap") for where in ("all", "pool")},
+              "forgetting_method_top_k": "higher", "degradation_method_top_k": "lower", "net_method_top_k": "higher",
+              "causal_ratio": "higher", "net_ratio": "higher", "localizer_seconds": "lower"}
+
+
 def _resampled_means(values, seeds, rng, draws: int = 2000):
     """[draws] bootstrap means of per-group values: seeds drawn with replacement, then the groups
     inside each drawn seed (a one-level bootstrap over groups when there is one seed)."""

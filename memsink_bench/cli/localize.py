@@ -37,7 +37,7 @@ def register(sub) -> None:
 def handle(args) -> int:
     from ..checkpoints import git_commit, resolve_target, viewed_model
     from ..kinds.memsinks import MemSinks
-    from ..localization import localization_table, own_sinks, render, summarize
+    from ..localization import DIRECTIONS, localization_table, own_sinks, render, summarize
     from ..setting import forget_set, retain_set
     from ..methods.base import MethodContext
     from ..models import select_device
@@ -70,7 +70,7 @@ def handle(args) -> int:
     report = {"setting": setting.name, "preset": config.preset, "checkpoint": checkpoints[0],
               "checkpoints": checkpoints, "seeds": seeds, "seed_fields": fields,
               "forget_span": config.scoring.forget_span,
-              "group_size": args.group_size, "git_commit": git_commit(), "methods": {}}
+              "group_size": args.group_size, "git_commit": git_commit(), "directions": DIRECTIONS, "methods": {}}
     for name, _ in planned:
         groups = found[name]["groups"]
         report["methods"][name] = {"summary": summarize(groups), "groups": groups,

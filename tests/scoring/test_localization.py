@@ -101,6 +101,7 @@ def test_localize_pools_seeds_and_resamples_them(tmp_path, session_workdir, caps
     assert main(argv) == 0
     report = json.loads((tmp_path / "analyses" / "ts-canary-smoke" / "memsinks-mean" / "localization.json").read_text())
     assert report["seeds"] == [0, 1] and len(set(report["checkpoints"])) == 2
+    assert report["directions"]["precision_pool"] == "higher" and report["directions"]["degradation_method_top_k"] == "lower"
     groups = report["methods"]["random-neurons"]["groups"]
     assert sorted({row["seed"] for row in groups}) == [0, 1] and len(groups) == 8      # smoke: 4 per seed
     # two seeds, two random draws: their picks differ
