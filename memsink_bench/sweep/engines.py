@@ -287,7 +287,16 @@ def drive(engine, jobs: list, tasks: dict[str, dict], retries: int, state: RunSt
     waiting = list(jobs)                  # in plan order: trainings first
     in_flight: dict = {}
     failures: dict[str, int] = {}
-    finished = 0
+    finished, ran, started = 0, 0, time.monotonic()
+
+    def left() -> str:
+        """The time the rest needs at the pace of the jobs run so far (jobs differ: a rough guide)."""
+        remaining = len(jobs) - finished
+        if not ran or not remaining:
+            return ""
+        seconds = (time.monotonic() - started) / ran * remaining
+        hours, minutes = divmod(round(seconds / 60), 60)
+        return f"; about {f'{hours}h{minutes:02d}m' if hours else f'{minutes}m'} left at this pace"
 
     def say(text: str) -> None:
         if progress:
@@ -326,11 +335,12 @@ def drive(engine, jobs: list, tasks: dict[str, dict], retries: int, state: RunSt
                 job = in_flight.pop(handle)
                 if outcome["ok"]:
                     finished += 1
+                    ran += 1
                     state.succeeded.append(job.name)
                     state.seconds[job.name] = outcome["seconds"]
                     if job.name in failures:
                         state.retried[job.name] = failures[job.name]
-                    say(f"done     {job.describe()}  ({outcome['seconds']:.1f} s)")
+                    say(f"done     {job.describe()}  ({outcome['seconds']:.1f} s{left()})")
                 elif failures.get(job.name, 0) < retries:
                     failures[job.name] = failures.get(job.name, 0) + 1
                     say(f"retrying {job.describe()}: {outcome['error']} "

@@ -382,3 +382,36 @@ def test_a_protocol_sweep_selects_on_its_selection_seeds_then_runs_the_chosen_co
     [row] = leaderboard_frame(found).to_dict("records")
     assert row["selected on"] == "seeds 100" and [r.seeds.train for r in row["_records"]] == [0]
     assert load_plan(path, results, workdir).missing() == []
+
+
+def test_progress_lines_say_how_long_the_rest_takes_at_the_pace_so_far(tmp_path, capsys, monkeypatch):
+    """Each job takes 60 s of (fake) wall-clock: after 1 of 3 the rest is about 2 minutes, after
+    2 of 3 about 1, and the last line has no estimate."""
+    from types import SimpleNamespace
+
+    from memsink_bench.sweep import engines
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(engines.time, "monotonic", lambda: clock["now"])
+
+    class OneAtATime:
+        poll_seconds = 0.0
+
+        def submit(self, tasks):
+            return list(tasks)
+
+        def wait(self, handles, timeout):
+            clock["now"] += 60.0
+            return [(handles[0], {"ok": True, "seconds": 60.0})]
+
+        def cancel(self, handles):
+            pass
+
+    jobs = [SimpleNamespace(name=f"job{i}", needs=(), done=False, describe=lambda i=i: f"job {i}") for i in range(3)]
+    state = engines.RunState(tmp_path / "last-run.json", "run", "fake", 3)
+    engines.drive(OneAtATime(), jobs, {job.name: job.name for job in jobs}, 0, state)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "done" in line]
+    assert len(lines) == 3 and state.status == "finished"
+    assert lines[0].endswith("(60.0 s; about 2m left at this pace)")
+    assert lines[1].endswith("(60.0 s; about 1m left at this pace)")
+    assert lines[2].endswith("(60.0 s)")
