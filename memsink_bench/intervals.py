@@ -50,8 +50,8 @@ def _curves(record: ResultRecord, rng: np.random.Generator, draws: int,
     unseen = record.never_seen
     field = "repeated_loss" if on_sequence else "repeated_target_loss"
     stored = [p.per_sequence for p in points] + [record.before.per_sequence, record.no_rep.per_sequence]
-    if unseen is not None:
-        stored.append(unseen.per_sequence)
+    if unseen is not None and unseen.per_sequence is None and resample and all(s is not None for s in stored):
+        unseen = None                   # its level cannot be resampled: no never-seen gap, the rest as usual
     if not resample or any(s is None for s in stored):
         gap = np.array([np.nan if p.gap_closed is None else p.gap_closed for p in points])
         target = np.array([np.nan if p.gap_closed_target is None else p.gap_closed_target for p in points])

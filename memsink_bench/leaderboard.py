@@ -43,7 +43,7 @@ import pandas as pd
 
 from .errors import UserError
 from .intervals import best_within, intervals, paired_difference, pareto_auc, point_value, seed_interval
-from .metrics import AUC_MAX_DEGRADATION, CLOSER_TO_ZERO, DIRECTIONS, best_point
+from .metrics import AUC_MAX_DEGRADATION, CLOSER_TO_ZERO, DIRECTIONS, best_point, capped
 from .protocol import REPORTED, Protocol, protocol_of, seed_of
 from .record import ResultRecord, load_records  # noqa: F401  (load_records: the leaderboard's reader)
 
@@ -130,10 +130,30 @@ def _extra(replicates: list[ResultRecord], path: tuple[str, ...]) -> list[float]
     return values
 
 
+def _quantized(replicates: list[ResultRecord], bits: str) -> list[float] | None:
+    """Per seed, the forget span's forgetting after quantizing to `bits` (robustness at the chosen
+    point); None if a seed has none."""
+    values = []
+    for record in replicates:
+        entry = _extra([record], ("robustness", "quantization", bits))
+        value = None if entry is None else _on_span(record, entry[0], "forgetting", "forgetting_target")
+        if value is None:
+            return None
+        values.append(value)
+    return values
+
+
+def _on_span(record: ResultRecord, entry: dict, whole: str, target: str) -> float | None:
+    """`entry`'s value on the record's forget span: `whole` for the sequence, `target` for the
+    extraction span (None for a record made before robustness kept the extraction span's)."""
+    return entry.get(whole) if record.forget_span == "sequence" else entry.get(target)
+
+
 def _recovered(replicates: list[ResultRecord], steps: str) -> list[float] | None:
-    """Per seed, the share of the removal relearning undid after `steps` steps, from the stored
-    losses; None when a seed's removal moved the held-back half's loss by less than MIN_REMOVAL
-    nats (its share would be noise divided by almost nothing) or it has no relearning."""
+    """Per seed, the share of the removal relearning undid after `steps` steps on the forget span,
+    from the stored losses; None when a seed's removal moved the held-back half's loss by less
+    than MIN_REMOVAL nats (its share would be noise divided by almost nothing) or it has no
+    relearning."""
     from .robustness import MIN_REMOVAL, recovered_share
 
     values = []
@@ -142,7 +162,12 @@ def _recovered(replicates: list[ResultRecord], steps: str) -> list[float] | None
         base, point = relearning.get("relearning_base"), (relearning.get("relearning") or {}).get(steps)
         if not base or not point:
             return None
-        share = recovered_share(base["memorizing_loss"], base["after_removal_loss"], point["loss"], MIN_REMOVAL)
+        losses = (_on_span(record, base, "memorizing_loss", "memorizing_target_loss"),
+                  _on_span(record, base, "after_removal_loss", "after_removal_target_loss"),
+                  _on_span(record, point, "loss", "target_loss"))
+        if None in losses:
+            return None
+        share = recovered_share(*losses, MIN_REMOVAL)
         if share is None:
             return None
         values.append(share)
@@ -153,9 +178,9 @@ def _short_curve(record: ResultRecord) -> bool:
     """Does the record's curve stop before the largest budget while its gap closed is still
     rising (neither reaching BUDGETS_SHOWN[-1] nats of degradation nor flattening out)?"""
     points = sorted(record.points, key=lambda p: p.knob)
-    if len(points) < 2 or max(p.degradation for p in points) >= BUDGETS_SHOWN[-1]:
-        return False
-    last, previous = (getattr(p, record.forget_key) or 0.0 for p in points[-2:][::-1])
+    if record.method_type == "training" or len(points) < 2 or max(p.degradation for p in points) >= BUDGETS_SHOWN[-1]:
+        return False                    # a training-time curve ends at full removal: it cannot go on
+    last, previous = (capped(getattr(p, record.forget_key) or 0.0) for p in points[-2:][::-1])
     return last - previous > SATURATED
 
 
@@ -217,7 +242,7 @@ def _replicate_groups(records, setting, preset) -> dict[tuple, list[ResultRecord
     return groups
 
 
-def _row(key: tuple, replicates: list[ResultRecord]) -> dict:
+def _row(key: tuple, replicates: list[ResultRecord], with_intervals: bool = True) -> dict:
     setting, preset, corpus, corpus_hash, group, method, checkpoint, configuration = key
     row = {"setting": setting, "preset": preset, "corpus": corpus, "corpus_hash": corpus_hash, "group": group,
            "method": method, "checkpoint": checkpoint, "_configuration": configuration, "_records": replicates}
@@ -234,12 +259,12 @@ def _row(key: tuple, replicates: list[ResultRecord]) -> dict:
         "PrivLeak @0.05": _at_chosen(replicates, lambda p: p.privleak),
         "extracted@100 @0.05": _at_chosen(replicates, lambda p: (p.extraction or {}).get("rate@100")),
         "recovered @5 relearn steps": _recovered(replicates, "5"),
-        "forgetting @4 bits": _extra(replicates, ("robustness", "quantization", "4", "forgetting")),
+        "forgetting @4 bits": _quantized(replicates, "4"),
     }
     row["_seed_bands"] = {}
     for name, values in per_seed_columns.items():
         row[name] = float("nan") if values is None else float(np.mean(values))
-        row["_seed_bands"][name] = None if values is None else seed_interval(values)
+        row["_seed_bands"][name] = None if values is None or not with_intervals else seed_interval(values)
     row["_short"] = any(_short_curve(r) for r in replicates)
     row["method s"] = sum(r.timings.method_seconds for r in replicates) / len(replicates)
     training = replicates[0].method_type == "training"
@@ -259,7 +284,7 @@ def leaderboard_frame(records: list[ResultRecord], setting: str | None = None, p
     groups = _replicate_groups(reported, setting, preset)
     if not groups:
         raise UserError("no result records match", "run `memsink-bench run --method ... --setting ...` first")
-    frame = pd.DataFrame([_row(key, replicates) for key, replicates in groups.items()])
+    frame = pd.DataFrame([_row(key, replicates, with_intervals) for key, replicates in groups.items()])
     frame = _choice_columns(frame, _replicate_groups(selection, setting, preset), protocol)
     corpora = frame.groupby(["setting", "preset"])["corpus_hash"].nunique()
     if (corpora > 1).any():

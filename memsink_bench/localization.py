@@ -152,8 +152,11 @@ def _resampled_means(values, seeds, rng, draws: int = 2000):
         return values[rng.integers(0, len(values), (draws, len(values)))].mean(axis=1)
     chosen = rng.integers(0, len(by_seed), (draws, len(by_seed)))
     per_seed = np.stack([group[rng.integers(0, len(group), (draws, len(group)))].mean(axis=1)
-                         for group in by_seed], axis=1)                   # [draws, seeds]
-    return np.take_along_axis(per_seed, chosen, axis=1).mean(axis=1)
+                         for group in by_seed], axis=0)                   # [seeds, draws]
+    # the seed drawn into slot j of draw i takes inner resample (i * seeds + j) mod draws, so a seed
+    # drawn twice in one draw is two independent resamples of its groups (as intervals.draws_of)
+    slots = (np.arange(draws)[:, None] * len(by_seed) + np.arange(len(by_seed))[None, :]) % draws
+    return per_seed[chosen, slots].mean(axis=1)
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -175,8 +178,9 @@ def summarize(rows: list[dict]) -> dict:
         summary[name] = {"mean": float(np.mean([values[np.asarray(seeds) == s].mean() for s in set(seeds)])),
                          "interval": [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]}
     for name in ("pr_all", "pr_pool"):
-        if all(name in row for row in rows):
-            summary[name] = [float(v) for v in np.mean([row[name] for row in rows], axis=0)]
+        if all(name in row for row in rows):                # every seed weighted alike
+            per_seed = [np.mean([row[name] for row, s in zip(rows, seeds) if s == seed], axis=0) for seed in set(seeds)]
+            summary[name] = [float(v) for v in np.mean(per_seed, axis=0)]
     own, top = summary["forgetting_own_sinks"]["mean"], summary["forgetting_method_top_k"]["mean"]
     summary["causal_ratio"] = top / own if abs(own) > 1e-9 else None
     if "net_own_sinks" in summary:

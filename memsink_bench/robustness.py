@@ -239,9 +239,10 @@ def robustness_at(edited: nn.Module, scale, unedited: nn.Module, never_seen: nn.
                   train: TrainConfig | None = None) -> dict:
     """Quantization and relearning robustness of one edited state (the run's chosen point).
 
-    quantization[bits]: the edited state's forgetting, gap closed and exact match after
-    round-to-nearest per-channel quantization, against the same quantization of the unedited model
-    (forgetting = quantized edited repeated loss - quantized unedited repeated loss).
+    quantization[bits]: the edited state's forgetting and exact match after round-to-nearest
+    per-channel quantization, against the same quantization of the unedited model (forgetting =
+    quantized edited repeated loss - quantized unedited repeated loss, on the whole sequence and,
+    `forgetting_target`, on the extraction span). Relearning's losses likewise have `target_loss`.
     relearning: fine-tune on half of the forget set for 1/5/20 steps at the training run's peak
     learning rate (dropped neurons kept dropped); loss and exact match on the other half, the
     recovered share of the removal's effect on that half, and the same fine-tuning from the
@@ -257,21 +258,26 @@ def robustness_at(edited: nn.Module, scale, unedited: nn.Module, never_seen: nn.
         base_q = sequence_losses(quantize_weights(unedited, bits), setting.repeated, pad)
         out["quantization"][str(bits)] = {
             "forgetting": edited_q.summary()["loss"] - base_q.summary()["loss"],
+            "forgetting_target": edited_q.summary()["target_loss"] - base_q.summary()["target_loss"],
             "em_repeated": edited_q.exact_match().summary()["exact_match"],
             "em_repeated_unedited": base_q.exact_match().summary()["exact_match"]}
     relearn_on, measure_on = relearning_split(setting.repeated, seed)
     if len(relearn_on) == 0 or len(measure_on) == 0:
         return out
-    memorizing = sequence_losses(unedited, measure_on, pad).summary()["loss"]
-    removed = sequence_losses(edited, measure_on, pad, scale_for=scale_for).summary()["loss"]
+    memorizing_losses = sequence_losses(unedited, measure_on, pad).summary()
+    removed_losses = sequence_losses(edited, measure_on, pad, scale_for=scale_for).summary()
+    memorizing, removed = memorizing_losses["loss"], removed_losses["loss"]
     steps = params.relearn_steps
     curve = relearn(edited, relearn_on, measure_on, pad, steps, lr, scale, seed, train=train)
     reference = relearn(never_seen, relearn_on, measure_on, pad, steps, lr, None, seed, train=train) if never_seen else []
     for index, point in enumerate(curve):
-        entry = {"loss": point.loss, "em": point.exact_match,
+        entry = {"loss": point.loss, "target_loss": point.target_loss, "em": point.exact_match,
                  "recovered_share": recovered_share(memorizing, removed, point.loss)}
         if reference:
-            entry.update(never_seen_loss=reference[index].loss, never_seen_em=reference[index].exact_match)
+            entry.update(never_seen_loss=reference[index].loss, never_seen_target_loss=reference[index].target_loss,
+                         never_seen_em=reference[index].exact_match)
         out["relearning"][str(point.steps)] = entry
-    out["relearning_base"] = {"memorizing_loss": memorizing, "after_removal_loss": removed}
+    out["relearning_base"] = {"memorizing_loss": memorizing, "after_removal_loss": removed,
+                              "memorizing_target_loss": memorizing_losses["target_loss"],
+                              "after_removal_target_loss": removed_losses["target_loss"]}
     return out

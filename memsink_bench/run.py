@@ -9,6 +9,7 @@ checkpoints, evaluates the base state once (cached), walks the method's sweep of
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 import sys
@@ -231,12 +232,15 @@ def sweep_record(plan: RunPlan, bases: Bases, setting: Setting, context: MethodC
         _check_finite(after.means(), entry.name, knob)
         points.append(point_metrics(knob, after, bases.before, bases.reference, bases.never_seen))
         if _better_within(points[-1], chosen[0] if chosen else None, forget_key(span_of(config))):
-            chosen = (points[-1], state_model, scale)          # the point robustness is measured at
+            # the point robustness is measured at; an editor walking its steps incrementally
+            # (co-unlearn, co-edit, sparse-ft) yields one model it goes on training, so keep a copy
+            kept = state_model if state_model is bases.model else copy.deepcopy(state_model)
+            chosen = (points[-1], kept, scale)
         eval_seconds += time.perf_counter() - clock
         bar.update(1)
         if method.stops_past_budgets and points[-1].degradation >= AUC_MAX_DEGRADATION:
             stopped = {"knob": knob, "degradation": points[-1].degradation, "beyond": AUC_MAX_DEGRADATION}
-            getattr(states, "close", lambda: None)()    # no later point counts in a budget or the Pareto AUC
+            _call(entry, getattr(states, "close", lambda: None))   # no later point counts in a budget or the AUC
             break
     bar.close()
     extras = {**bases.extras, **_call(entry, method.record_extras, bases.model, context)}

@@ -49,6 +49,10 @@ def handle(args) -> int:
     planned = _localizers(args.methods)
     check_writable(args.results, "--results")
     base = list(args.overrides)
+    for override in base:
+        if override.split("=", 1)[0].strip() in fields:
+            raise UserError(f"--set {override} names a seed field that --seeds sets",
+                            f"give the seed with --seeds instead, or leave it out of --seed-fields ({','.join(fields)})")
     found: dict[str, dict] = {name: {"groups": [], "localizer_seconds": 0.0} for name, _ in planned}
     checkpoints = []
     for seed in seeds:

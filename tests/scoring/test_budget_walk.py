@@ -104,3 +104,39 @@ def test_relearning_trains_with_the_runs_optimizer_settings(session_workdir, tmp
     smoke = load_config("ts-canary", "smoke").train
     assert seen and all(train == smoke for train in seen)
     assert smoke.batch_size != type(smoke)().batch_size          # the check could tell the two apart
+
+
+IN_PLACE = '''
+import copy
+from memsink_bench.methods.base import ModelEditor
+
+class ShrinkInPlace(ModelEditor):
+    """walks its steps on one working copy, as co-unlearn does: the embeddings at (1 - knob/20)"""
+    name = "shrink-in-place"
+    def edit(self, model, context, knob):
+        return next(iter(self.edit_sweep(model, context, [knob])))[1]
+    def edit_sweep(self, model, context, knobs):
+        working = copy.deepcopy(model)
+        original = model.get_input_embeddings().weight.detach().clone()
+        for knob in knobs:
+            working.get_input_embeddings().weight.data.copy_(original * (1 - knob / 20))
+            yield knob, working
+'''
+
+
+def test_robustness_is_measured_on_the_chosen_state_of_an_incremental_editor(session_workdir, tmp_path, capsys):
+    """An editor yielding one model it goes on changing: the chosen point's state must be kept as
+    it was, not read after the walk went on to its last, far more degraded step."""
+    (tmp_path / "in_place.py").write_text(textwrap.dedent(IN_PLACE))
+    results = tmp_path / "results"
+    code = main(["run", "--method", f"{tmp_path / 'in_place.py'}:ShrinkInPlace", *SMOKE, "--set",
+                 "sweep.steps=[1,19,20]", "--workdir", str(session_workdir), "--results", str(results)])
+    assert code == 0, capsys.readouterr().err
+    [path] = (results / "records").glob("*/*.json")
+    record = ResultRecord.read(path)
+    chosen, last = record.points[0], record.points[-1]
+    assert record.extras["robustness"]["knob"] == chosen.knob == 1
+    assert last.degradation > 10 * max(chosen.degradation, 0.01)        # the walk went far past the choice
+    # 8-bit rounding barely moves a model: its forgetting is the chosen state's, not the last one's
+    eight = record.extras["robustness"]["quantization"]["8"]["forgetting_target"]     # ts-canary: the canary
+    assert abs(eight - chosen.forgetting_target) < 0.2 * abs(last.forgetting_target - chosen.forgetting_target)

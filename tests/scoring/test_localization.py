@@ -114,6 +114,6 @@ def test_localize_pools_seeds_and_resamples_them(tmp_path, session_workdir, caps
     # the two-level resample: constant groups within each seed leave only the seeds' spread
     draws = _resampled_means([1.0, 1.0, 3.0, 3.0], [0, 0, 1, 1], np.random.default_rng(0))
     assert set(np.round(draws, 6)) == {1.0, 2.0, 3.0}
-    for bad in (["--seeds", "0,x"], ["--seeds", "1,1"], ["--seed-fields", "model.seed"]):
+    for bad in (["--seeds", "0,x"], ["--seeds", "1,1"], ["--seed-fields", "model.seed"], ["--set", "train.seed=5"]):
         assert main([*argv, *bad]) == 2
         assert "--seed" in capsys.readouterr().err
