@@ -345,7 +345,7 @@ def robustness_figure(rows: list[list[ResultRecord]], title: str | None = None) 
     never-seen held-out sequences, for the unedited model, the never-seen model and each row at
     its chosen point (first seed drawn; the label gives the mean AUROC over seeds). The diagonal is
     chance; a model that forgot sits on it, one that memorizes bends to the top left.
-    (b) relearning: loss of the held-back half of the forget set after fine-tuning on the other
+    (b) relearning: forget-span loss of the held-back half of the forget set after fine-tuning on the other
     half for 0..N steps, mean and one standard deviation over seeds; the memorizing model's loss
     and the never-seen model's relearning curve for reference. A removal that holds stays high."""
     import numpy as np
@@ -388,7 +388,7 @@ def robustness_figure(rows: list[list[ResultRecord]], title: str | None = None) 
         roc.set_ylabel("true-positive rate (forget set)")
         roc.set_title("(a) membership inference, Min-K%++ (AUROC)")
         relearn.set_xlabel("relearning steps on half of the forget set")
-        relearn.set_ylabel("loss on the other half (nats)")
+        relearn.set_ylabel("forget-span loss on the other half (nats)")
         relearn.set_title("(b) relearning")
         roc.legend(loc="lower right", fontsize=7)
         relearn.legend(loc="upper right", fontsize=7)
@@ -397,11 +397,21 @@ def robustness_figure(rows: list[list[ResultRecord]], title: str | None = None) 
     return fig
 
 
+def _span_key(record: ResultRecord, key: str, where: dict) -> str:
+    """`key` (a whole-sequence loss) on the record's forget span: the `_target_` variant for the
+    extraction span where the record has it (records made before it existed keep the whole)."""
+    if record.forget_span == "sequence":
+        return key
+    target = key.replace("loss", "target_loss")
+    return target if target in where else key
+
+
 def _relearning_curve(record: ResultRecord, key: str) -> list[tuple[int, float]]:
     robustness = record.extras["robustness"]
-    curve = [(0, robustness["relearning_base"]["after_removal_loss"])] if key == "loss" else []
-    return curve + sorted((int(steps), entry[key]) for steps, entry in robustness["relearning"].items()
-                          if entry.get(key) is not None)
+    base = robustness["relearning_base"]
+    curve = [(0, base[_span_key(record, "after_removal_loss", base)])] if key == "loss" else []
+    return curve + sorted((int(steps), entry[_span_key(record, key, entry)])
+                          for steps, entry in robustness["relearning"].items() if entry.get(key) is not None)
 
 
 def _relearning_line(ax, seeds: list[ResultRecord], label: str, color: str, key: str = "loss", **style) -> None:
@@ -419,8 +429,8 @@ def _relearning_line(ax, seeds: list[ResultRecord], label: str, color: str, key:
 
 
 def _relearning_references(ax, seeds: list[ResultRecord]) -> None:
-    memorizing = [r.extras["robustness"]["relearning_base"]["memorizing_loss"] for r in seeds
-                  if r.extras["robustness"].get("relearning_base")]
+    memorizing = [base[_span_key(r, "memorizing_loss", base)] for r in seeds
+                  if (base := r.extras["robustness"].get("relearning_base"))]
     if memorizing:
         ax.axhline(sum(memorizing) / len(memorizing), color="black", linestyle="--", linewidth=1.0,
                    label="memorizing model")
