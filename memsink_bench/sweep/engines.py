@@ -296,6 +296,8 @@ def drive(engine, jobs: list, tasks: dict[str, dict], retries: int, state: RunSt
             return ""
         seconds = (time.monotonic() - started) / ran * remaining
         hours, minutes = divmod(round(seconds / 60), 60)
+        if not hours and not minutes:
+            return "; under a minute left at this pace"
         return f"; about {f'{hours}h{minutes:02d}m' if hours else f'{minutes}m'} left at this pace"
 
     def say(text: str) -> None:
