@@ -133,3 +133,28 @@ def test_chosen_point_columns_have_seed_intervals_and_short_curves_are_marked():
     low, high = frame.loc["ig", "_seed_bands"]["val degr. @0.05"]
     assert low < frame.loc["ig", "val degr. @0.05"] < high
     assert frame.loc["hard-concrete", "_seed_bands"]["val degr. @0.05"] is None      # equal on every seed
+
+
+@pytest.mark.parametrize("span, distance", [("extraction", 4.0), ("sequence", 2.0)])
+def test_gap_to_never_seen_reads_the_forget_spans_field(span, distance):
+    """The never-seen model is 2 nats further on the whole sequence and 4 on the extraction span:
+    the column must read the record's own forget span (the no-rep gap is 1 nat on both)."""
+    from memsink_bench.record import PerSequence
+
+    rows = [record("ig", s, [0.1, 0.3], [0.01, 0.04]) for s in range(3)]
+    for row in rows:
+        row.config["scoring"] = {"forget_span": span}
+        before = row.before.per_sequence
+        whole, target = np.asarray(before.repeated_loss) + 2.0, np.asarray(before.repeated_target_loss) + 4.0
+        state = State(**_state(whole, np.asarray(before.val_loss)))
+        state.repeated_target_loss = float(target.mean())
+        state.per_sequence = PerSequence(list(whole), list(target), *[getattr(before, f) for f in
+                                         ("em_repeated", "control_loss", "control_target_loss", "em_control",
+                                          "val_loss")])
+        row.never_seen = state
+    gap = point_value(rows, STATISTICS["gap closed @0.05"])
+    assert point_value(rows, STATISTICS["gap to never-seen @0.05"]) == pytest.approx(gap / distance)
+    # every sequence is exactly `distance` nats from the never-seen level (and 1 from no-rep), so
+    # under the same resamples the never-seen gap is the no-rep gap over `distance`, draw by draw
+    found = intervals(rows, {"never": STATISTICS["gap to never-seen @0.05"], "gap": STATISTICS["gap closed @0.05"]})
+    assert found["never"] == pytest.approx(tuple(v / distance for v in found["gap"]))
