@@ -11,7 +11,8 @@ by about 5% of the cpu preset's 0.9 nats), and the MemSinks paper's own operatin
 same statistic at 0.02, 0.1 and 0.2 nats and the normalised area under the Pareto front (budgets
 0-0.5 nats) show whether a ranking survives the budget; a row whose rank among the rows of its
 group changes across the four budgets is marked `↕`, and a row whose curve stops before 0.2 nats
-while its gap closed is still rising is marked `⊣` (its higher budgets may understate it). Every
+while its gap closed is still rising (its last step added more than 0.005 and more than a tenth
+of its value) is marked `⊣` (its higher budgets may understate it). Every
 gap number is a mean over seeds with a 95% bootstrap interval over seeds and forget sequences
 (`intervals.py`); the columns read at each seed's chosen point (exact match, degradations,
 PrivLeak, extraction, robustness) have a bootstrap interval over seeds.
@@ -52,7 +53,9 @@ PRIMARY_BUDGET = 0.05
 RANK_BY = "gap closed @0.05"
 SD_COLUMN = "sd @0.05"
 CONTROLS = {"localizer": "random-neurons", "editor": "random-sparse-ft"}
-SATURATED = 0.01      # a curve whose last step adds less gap closed than this has flattened out
+# a curve whose last step adds less gap closed than this much, or than this share of where it is,
+# has flattened out
+SATURATED, SATURATED_SHARE = 0.005, 0.1
 
 
 def _gap_statistic(budget: float, target: bool = False):
@@ -181,7 +184,7 @@ def _short_curve(record: ResultRecord) -> bool:
     if record.method_type == "training" or len(points) < 2 or max(p.degradation for p in points) >= BUDGETS_SHOWN[-1]:
         return False                    # a training-time curve ends at full removal: it cannot go on
     last, previous = (capped(getattr(p, record.forget_key) or 0.0) for p in points[-2:][::-1])
-    return last - previous > SATURATED
+    return last - previous > max(SATURATED, SATURATED_SHARE * abs(last))
 
 
 def corpus_family(record: ResultRecord) -> str:

@@ -158,3 +158,11 @@ def test_gap_to_never_seen_reads_the_forget_spans_field(span, distance):
     # under the same resamples the never-seen gap is the no-rep gap over `distance`, draw by draw
     found = intervals(rows, {"never": STATISTICS["gap to never-seen @0.05"], "gap": STATISTICS["gap closed @0.05"]})
     assert found["never"] == pytest.approx(tuple(v / distance for v in found["gap"]))
+
+
+def test_a_small_curve_still_doubling_is_short_and_a_flat_one_is_not():
+    from memsink_bench.leaderboard import _short_curve
+
+    doubling = record("ig", 0, [0.003, 0.006, 0.014], [0.001, 0.003, 0.009], spread=0.0)
+    flat = record("ig", 0, [0.2, 0.30, 0.31], [0.01, 0.05, 0.1], spread=0.0)
+    assert _short_curve(doubling) and not _short_curve(flat)
