@@ -22,6 +22,7 @@ data.seed]`), so each evaluation seed has its own forget set, canaries and token
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,8 +88,9 @@ def choose(candidates: dict[str, list], criterion: str) -> str:
     from .intervals import point_value
     from .leaderboard import STATISTICS
 
-    def score(key):
+    def score(key):              # a missing score (NaN) ranks last, as in the leaderboard
         records = candidates[key]
-        return (point_value(records, STATISTICS[criterion]), point_value(records, STATISTICS["Pareto AUC"]))
+        values = (point_value(records, STATISTICS[criterion]), point_value(records, STATISTICS["Pareto AUC"]))
+        return tuple(float("-inf") if math.isnan(v) else v for v in values)
 
     return sorted(candidates, key=lambda key: (*(-v for v in score(key)), key))[0]

@@ -181,6 +181,17 @@ def _mapping(value, where: str) -> dict:
     return value
 
 
+def _tuned_kind(kind: str, where: str) -> bool:
+    """Is checkpoint kind `kind` also a training-time method with a declared tuning grid (memsinks,
+    gradient-masked), so that its configuration is chosen by the protocol?"""
+    from ..methods.registry import BUILTINS
+    from ..run import baseline_file
+
+    if kind not in BUILTINS or baseline_file(kind) is None:
+        return False
+    return bool(tuning_grid(kind, where))
+
+
 def tuning_grid(method: str, where: str) -> dict:
     """A built-in method's declared tuning grid (baselines/<name>.yaml `tuning_grid`) as sweep grid
     keys: a plain name is a hyperparameter (method.NAME), a dotted one a config field (memsinks.*)."""
@@ -366,9 +377,11 @@ class _Expander:
 
     def add_selected(self, group: dict, method: str, grid: dict, where: str) -> list[Path]:
         """Every configuration of `grid` on the protocol's selection seeds; once all of those
-        records exist, the chosen configuration (protocol.py's criterion) on the group's seeds."""
-        from ..protocol import choose, load_protocol
-        from ..record import ResultRecord
+        records exist, the chosen configuration (protocol.py's criterion) on the group's seeds.
+        The choice is made per setting and preset, as the leaderboard makes it. A run on a
+        checkpoint kind that is itself tuned (`checkpoints: [memsinks]`) runs on that kind's
+        chosen configuration, in both stages, so its rows describe the model the kind's row reports."""
+        from ..protocol import load_protocol
 
         protocol = load_protocol(self.results)
         if protocol is None:
@@ -378,21 +391,57 @@ class _Expander:
         if set(evaluation) & set(protocol.selection_seeds):
             raise UserError(f"{where}: seeds {sorted(set(evaluation) & set(protocol.selection_seeds))} are "
                             "selection seeds", "report on seeds the protocol does not select on")
+        planned = []
+        for setting in _list(group.get("settings"), f"{where} settings"):
+            for preset in _list(group.get("presets", "cpu"), f"{where} presets"):
+                one = {**group, "settings": [setting], "presets": [preset]}
+                fixed = dict(one.get("set") or {})
+                checkpoints = _list(one["checkpoints"], f"{where} checkpoints") if "checkpoints" in one else []
+                for checkpoint in checkpoints:
+                    kind = checkpoint.partition(":")[0]
+                    if _tuned_kind(kind, where):
+                        own = {key: value for key, value in (one.get("set") or {}).items()
+                               if key.split(".", 1)[0] not in ("method", "sweep")}     # the kind's, not the method's
+                        paths, point = self._choice({**one, "set": own}, kind, tuning_grid(kind, where), protocol,
+                                                    where, without=("checkpoints",))
+                        planned += paths
+                        if point is None:
+                            self.waiting.append(f"{where}: {method} on {checkpoint} ({setting}, {preset}) waits "
+                                                f"for {kind}'s selection runs")
+                            break
+                        fixed.update(point)
+                else:
+                    paths, point = self._choice({**one, "set": fixed}, method, grid, protocol, where)
+                    planned += paths
+                    if point is None:
+                        missing = sum(not path.is_file() for path in paths)
+                        self.waiting.append(f"{where}: {method} ({setting}, {preset}) on seeds {evaluation} waits "
+                                            f"for {missing} selection runs")
+                        continue
+                    planned += self.add_runs({**one, "methods": [method], "tuning": False, "grid": {},
+                                              "set": {**fixed, **point}, "seeds": evaluation}, where)
+        return planned
+
+    def _choice(self, group: dict, method: str, grid: dict, protocol, where: str,
+                without: tuple = ()) -> tuple[list[Path], dict | None]:
+        """(the selection runs of every configuration of `grid` for `method` in `group`'s one
+        setting and preset, the chosen configuration or None while any of them is missing)."""
+        from ..protocol import choose
+        from ..record import ResultRecord
+
         points = [dict(zip(grid, values)) for values in itertools.product(*[_grid_values(v, f"{where}.grid {k}")
                                                                             for k, v in grid.items()])]
-        base = {**group, "methods": [method], "tuning": False, "grid": {}}
+        base = {key: value for key, value in group.items() if key not in without}
+        base = {**base, "methods": [method], "tuning": False, "grid": {}}
         chosen_from = {json.dumps(point, sort_keys=True): self.add_runs(
             {**base, "set": {**(group.get("set") or {}), **point}, "seeds": list(protocol.selection_seeds)}, where)
             for point in points}
         planned = [path for paths in chosen_from.values() for path in paths]
-        missing = sum(not path.is_file() for path in planned)
-        if missing:
-            self.waiting.append(f"{where}: {method} on seeds {evaluation} waits for {missing} selection runs")
-            return planned
+        if any(not path.is_file() for path in planned):
+            return planned, None
         best = choose({key: [ResultRecord.read(path) for path in paths] for key, paths in chosen_from.items()},
                       protocol.criterion)
-        return planned + self.add_runs({**base, "set": {**(group.get("set") or {}), **json.loads(best)},
-                                        "seeds": evaluation}, where)
+        return planned, json.loads(best)
 
     def add_analyses(self, group: dict, where: str) -> None:
         from ..analyses import ANALYSES

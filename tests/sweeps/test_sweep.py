@@ -415,3 +415,52 @@ def test_progress_lines_say_how_long_the_rest_takes_at_the_pace_so_far(tmp_path,
     assert lines[0].endswith("(60.0 s; about 2m left at this pace)")
     assert lines[1].endswith("(60.0 s; about 1m left at this pace)")
     assert lines[2].endswith("(60.0 s)")
+
+
+def test_protocol_chooses_per_setting_and_runs_on_a_tuned_checkpoint_its_chosen_configuration(tmp_path, monkeypatch):
+    """Two settings: each chooses MemSinks' configuration from its own selection runs only; the
+    random control on the MemSinks checkpoint runs, in both stages, on the configuration MemSinks'
+    own row reports."""
+    from memsink_bench import protocol
+
+    calls = []
+    real = protocol.choose
+
+    def spy(candidates, criterion):
+        calls.append({r.setting for records in candidates.values() for r in records})
+        return real(candidates, criterion)
+
+    monkeypatch.setattr(protocol, "choose", spy)
+    results, workdir = tmp_path / "results", tmp_path / "work"
+    write(results / "protocol.yaml", "selection_seeds: [100]\n")
+    path = write(tmp_path / "protocol.yaml", """
+        name: protocol-kinds
+        defaults: {settings: [ts-canary, ts-repetition], presets: [smoke], set: {train.epochs: 1},
+                   seed_fields: [train.seed, data.seed]}
+        runs:
+          - {methods: [memsinks], tuning: selected, seeds: [0]}
+          - {methods: [random-neurons], checkpoints: [memsinks], tuning: selected, seeds: [0],
+             set: {sweep.ratios: [0.1]}}
+        """)
+    threads = torch.get_num_threads()
+    code = main(sweep("run", path, workdir, results, "--engine", "local", "--workers", "2", "--threads", "1",
+                      "--quiet"))
+    torch.set_num_threads(threads)
+    assert code == 0
+    assert calls and all(len(settings) == 1 for settings in calls)          # never a mix of settings
+    found = load_records(results)
+
+    def sinks(record):
+        return record.config["memsinks"]["shared_fraction"], record.config["memsinks"]["sink_fraction"]
+
+    for setting in ("ts-canary", "ts-repetition"):
+        selection = {json.dumps(dict(zip(["memsinks.shared_fraction", "memsinks.sink_fraction"], sinks(r))),
+                                sort_keys=True): [r]
+                     for r in found if r.setting == setting and r.method == "memsinks" and r.seeds.train == 100}
+        assert len(selection) == 6                                       # the declared grid, on this setting
+        chosen = tuple(json.loads(real(selection, "gap closed @0.05")).values())
+        [memsinks] = [r for r in found if r.setting == setting and r.method == "memsinks" and r.seeds.train == 0]
+        control = [r for r in found if r.setting == setting and r.method == "random-neurons"]
+        assert sorted(sinks(memsinks)) == sorted(chosen) or sinks(memsinks) == chosen
+        assert control and all(sinks(r) == sinks(memsinks) for r in control)   # both stages, the chosen model
+    assert load_plan(path, results, workdir).missing() == []
