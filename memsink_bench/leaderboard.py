@@ -296,6 +296,13 @@ def leaderboard_frame(records: list[ResultRecord], setting: str | None = None, p
                         "move records of other corpora out of the results directory; results must not mix")
     key = ["setting", "preset", "group", "method", "checkpoint"]
     frame["configs"] = frame.groupby(key)["_configuration"].transform("size")
+    tried: dict[tuple, set] = {}          # under a protocol: the configurations its selection seeds tried
+    for (setting_, preset_, _, _, group, method, checkpoint, configuration) in _replicate_groups(
+            selection, setting, preset):
+        tried.setdefault((setting_, preset_, group, method, checkpoint), set()).add(configuration)
+    if tried:
+        frame["configs"] = [max(count, len(tried.get(tuple(row), ()))) for count, row in
+                            zip(frame["configs"], frame[key].itertuples(index=False, name=None))]
     # the best selection score (protocol) or mean; ties go to the larger AUC, then to the
     # configuration's text (never to file order)
     frame = (frame.sort_values(["_choose", "_choose_auc", "_configuration"], ascending=[False, False, True],

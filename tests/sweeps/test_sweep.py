@@ -381,6 +381,7 @@ def test_a_protocol_sweep_selects_on_its_selection_seeds_then_runs_the_chosen_co
     assert {"method.steps": evaluated.hyperparameters["steps"]} == json.loads(choose(selection, "gap closed @0.05"))
     [row] = leaderboard_frame(found).to_dict("records")
     assert row["selected on"] == "seeds 100" and [r.seeds.train for r in row["_records"]] == [0]
+    assert row["configs"] == 2                 # the configurations the selection seeds tried, not the one reported
     assert load_plan(path, results, workdir).missing() == []
 
 
