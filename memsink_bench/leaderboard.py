@@ -107,74 +107,54 @@ def _em_within(record: ResultRecord, budget: float) -> float:
     return record.before.em_repeated if chosen is None else chosen.em_repeated
 
 
-def _at_chosen(replicates: list[ResultRecord], value) -> list[float] | None:
-    """Per seed, `value(point)` at the seed's point closing the most gap within the primary budget
-    (None when a record predates the metric)."""
-    values = []
-    for record in replicates:
+def _per_seed(replicates: list[ResultRecord], value) -> list[float] | None:
+    """`value(record)` for every seed; None when any seed has none (a record made before the
+    metric existed, or a value that is not defined there)."""
+    values = [value(record) for record in replicates]
+    return None if any(v is None for v in values) else values
+
+
+def _at_chosen(value):
+    """A record's `value(point)` at its point closing the most gap within the primary budget."""
+    def of(record: ResultRecord):
         chosen = best_point(record.points, record.forget_key, PRIMARY_BUDGET)
-        found = value(chosen) if chosen is not None else None
-        if found is None:
-            return None
-        values.append(found)
-    return values
+        return value(chosen) if chosen is not None else None
+    return of
 
 
-def _extra(replicates: list[ResultRecord], path: tuple[str, ...]) -> list[float] | None:
-    """Per seed, a nested extras value (robustness at the chosen point); None if a seed has none."""
-    values = []
-    for record in replicates:
-        value = record.extras
-        for key in path:
-            value = value.get(key) if isinstance(value, dict) else None
-        if value is None:
-            return None
-        values.append(value)
-    return values
+def _robustness(record: ResultRecord, *path: str):
+    """A nested value of the record's robustness at its chosen point, or None."""
+    value = (record.extras or {}).get("robustness")
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
 
 
-def _quantized(replicates: list[ResultRecord], bits: str) -> list[float] | None:
-    """Per seed, the forget span's forgetting after quantizing to `bits` (robustness at the chosen
-    point); None if a seed has none."""
-    values = []
-    for record in replicates:
-        entry = _extra([record], ("robustness", "quantization", bits))
-        value = None if entry is None else _on_span(record, entry[0], "forgetting", "forgetting_target")
-        if value is None:
-            return None
-        values.append(value)
-    return values
+def _on_span(record: ResultRecord, entry: dict | None, key: str) -> float | None:
+    """`entry`'s `key` on the record's forget span (None for a record made before robustness kept
+    the extraction span's values)."""
+    from .robustness import span_key
+
+    return None if entry is None else entry.get(span_key(key, record.forget_span))
 
 
-def _on_span(record: ResultRecord, entry: dict, whole: str, target: str) -> float | None:
-    """`entry`'s value on the record's forget span: `whole` for the sequence, `target` for the
-    extraction span (None for a record made before robustness kept the extraction span's)."""
-    return entry.get(whole) if record.forget_span == "sequence" else entry.get(target)
+def _quantized(bits: str):
+    """A record's forget-span forgetting after quantizing to `bits`."""
+    return lambda record: _on_span(record, _robustness(record, "quantization", bits), "forgetting")
 
 
-def _recovered(replicates: list[ResultRecord], steps: str) -> list[float] | None:
-    """Per seed, the share of the removal relearning undid after `steps` steps on the forget span,
-    from the stored losses; None when a seed's removal moved the held-back half's loss by less
-    than MIN_REMOVAL nats (its share would be noise divided by almost nothing) or it has no
-    relearning."""
+def _recovered(steps: str):
+    """A record's share of the removal relearning undid after `steps` steps on the forget span, from
+    the stored losses; None when its removal moved the held-back half's loss by less than
+    MIN_REMOVAL nats (its share would be noise divided by almost nothing) or it has no relearning."""
     from .robustness import MIN_REMOVAL, recovered_share
 
-    values = []
-    for record in replicates:
-        relearning = ((record.extras or {}).get("robustness") or {})
-        base, point = relearning.get("relearning_base"), (relearning.get("relearning") or {}).get(steps)
-        if not base or not point:
-            return None
-        losses = (_on_span(record, base, "memorizing_loss", "memorizing_target_loss"),
-                  _on_span(record, base, "after_removal_loss", "after_removal_target_loss"),
-                  _on_span(record, point, "loss", "target_loss"))
-        if None in losses:
-            return None
-        share = recovered_share(*losses, MIN_REMOVAL)
-        if share is None:
-            return None
-        values.append(share)
-    return values
+    def of(record: ResultRecord):
+        base, point = _robustness(record, "relearning_base"), _robustness(record, "relearning", steps)
+        losses = (_on_span(record, base, "memorizing_loss"), _on_span(record, base, "after_removal_loss"),
+                  _on_span(record, point, "loss"))
+        return None if None in losses else recovered_share(*losses, MIN_REMOVAL)
+    return of
 
 
 def _short_curve(record: ResultRecord) -> bool:
@@ -255,17 +235,18 @@ def _row(key: tuple, replicates: list[ResultRecord], with_intervals: bool = True
     row[SD_COLUMN] = per_seed.std(ddof=1) if len(replicates) > 1 else float("nan")
     row["EM rep. before"] = sum(r.before.em_repeated for r in replicates) / len(replicates)
     per_seed_columns = {
-        "EM rep. @0.05": [_em_within(r, PRIMARY_BUDGET) for r in replicates],
-        "val degr. @0.05": _at_chosen(replicates, lambda p: p.degradation),
-        "neighbour degr. @0.05": _at_chosen(replicates, lambda p: p.neighbour_degradation),
-        "kept rep. forgetting @0.05": _at_chosen(replicates, lambda p: p.other_forgetting),
-        "PrivLeak @0.05": _at_chosen(replicates, lambda p: p.privleak),
-        "extracted@100 @0.05": _at_chosen(replicates, lambda p: (p.extraction or {}).get("rate@100")),
-        "recovered @5 relearn steps": _recovered(replicates, "5"),
-        "forgetting @4 bits": _quantized(replicates, "4"),
+        "EM rep. @0.05": lambda r: _em_within(r, PRIMARY_BUDGET),
+        "val degr. @0.05": _at_chosen(lambda p: p.degradation),
+        "neighbour degr. @0.05": _at_chosen(lambda p: p.neighbour_degradation),
+        "kept rep. forgetting @0.05": _at_chosen(lambda p: p.other_forgetting),
+        "PrivLeak @0.05": _at_chosen(lambda p: p.privleak),
+        "extracted@100 @0.05": _at_chosen(lambda p: (p.extraction or {}).get("rate@100")),
+        "recovered @5 relearn steps": _recovered("5"),
+        "forgetting @4 bits": _quantized("4"),
     }
     row["_seed_bands"] = {}
-    for name, values in per_seed_columns.items():
+    for name, value in per_seed_columns.items():
+        values = _per_seed(replicates, value)
         row[name] = float("nan") if values is None else float(np.mean(values))
         row["_seed_bands"][name] = None if values is None or not with_intervals else seed_interval(values)
     row["_short"] = any(_short_curve(r) for r in replicates)
@@ -288,7 +269,8 @@ def leaderboard_frame(records: list[ResultRecord], setting: str | None = None, p
     if not groups:
         raise UserError("no result records match", "run `memsink-bench run --method ... --setting ...` first")
     frame = pd.DataFrame([_row(key, replicates, with_intervals) for key, replicates in groups.items()])
-    frame = _choice_columns(frame, _replicate_groups(selection, setting, preset), protocol)
+    selection_groups = _replicate_groups(selection, setting, preset)
+    frame = _choice_columns(frame, selection_groups, protocol)
     corpora = frame.groupby(["setting", "preset"])["corpus_hash"].nunique()
     if (corpora > 1).any():
         mixed = corpora[corpora > 1].index[0]
@@ -297,8 +279,7 @@ def leaderboard_frame(records: list[ResultRecord], setting: str | None = None, p
     key = ["setting", "preset", "group", "method", "checkpoint"]
     frame["configs"] = frame.groupby(key)["_configuration"].transform("size")
     tried: dict[tuple, set] = {}          # under a protocol: the configurations its selection seeds tried
-    for (setting_, preset_, _, _, group, method, checkpoint, configuration) in _replicate_groups(
-            selection, setting, preset):
+    for (setting_, preset_, _, _, group, method, checkpoint, configuration) in selection_groups:
         tried.setdefault((setting_, preset_, group, method, checkpoint), set()).add(configuration)
     if tried:
         frame["configs"] = [max(count, len(tried.get(tuple(row), ()))) for count, row in
@@ -352,7 +333,7 @@ def _swap_flags(frame: pd.DataFrame) -> list[str]:
     return flags
 
 
-def _per_seed(row) -> dict[int, float]:
+def _primary_by_seed(row) -> dict[int, float]:
     return {seed_of(r): point_value([r], STATISTICS[RANK_BY]) for r in row["_records"]}
 
 
@@ -365,7 +346,7 @@ def _group_rows(frame: pd.DataFrame, row) -> pd.DataFrame:
 def _paired(row, other) -> tuple[str, tuple[float, float] | None, int]:
     """(text, 95% interval, common seeds) of `row`'s primary column minus `other`'s, paired by
     training seed; the text says so when the two rows share no seed."""
-    difference, band, common = paired_difference(_per_seed(row), _per_seed(other))
+    difference, band, common = paired_difference(_primary_by_seed(row), _primary_by_seed(other))
     if common == 0:
         return "no common seeds", None, 0
     return f"{difference:+.3f}" + (f" [{band[0]:+.3f}, {band[1]:+.3f}]" if band else f" ({common} seed)"), band, common

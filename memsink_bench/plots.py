@@ -398,11 +398,11 @@ def robustness_figure(rows: list[list[ResultRecord]], title: str | None = None) 
 
 
 def _span_key(record: ResultRecord, key: str, where: dict) -> str:
-    """`key` (a whole-sequence loss) on the record's forget span: the `_target_` variant for the
-    extraction span where the record has it (records made before it existed keep the whole)."""
-    if record.forget_span == "sequence":
-        return key
-    target = key.replace("loss", "target_loss")
+    """`key` (a whole-sequence loss) on the record's forget span (robustness.span_key), or the whole
+    where the record was made before robustness kept the extraction span's values."""
+    from .robustness import span_key
+
+    target = span_key(key, record.forget_span)
     return target if target in where else key
 
 

@@ -234,6 +234,15 @@ def recovered_share(before_removal: float, after_removal: float, after_relearn: 
 
 # --- at a run's chosen point --------------------------------------------------------------------
 
+def span_key(key: str, forget_span: str) -> str:
+    """The name robustness_at stores `key` (a whole-sequence value) under for a forget span: itself
+    for the sequence, its extraction-span twin otherwise (forgetting -> forgetting_target,
+    ..._loss -> ..._target_loss)."""
+    if forget_span == "sequence":
+        return key
+    return key + "_target" if key == "forgetting" else key.replace("loss", "target_loss")
+
+
 def robustness_at(edited: nn.Module, scale, unedited: nn.Module, never_seen: nn.Module | None, setting,
                   lr: float, seed: int = 0, params: MetricsConfig | None = None,
                   train: TrainConfig | None = None) -> dict:
