@@ -141,6 +141,14 @@ DIRECTIONS = {**{f"{m}_{where}": "higher" for m in ("precision", "auroc", "ap") 
               "causal_ratio": "higher", "net_ratio": "higher", "localizer_seconds": "lower"}
 
 
+def _seed_mean(values, seeds):
+    """The mean over seeds of each seed's mean over its groups (per element for curves)."""
+    import numpy as np
+
+    values, seeds = np.asarray(values, dtype=float), np.asarray(seeds)
+    return np.mean([values[seeds == seed].mean(axis=0) for seed in sorted(set(seeds.tolist()))], axis=0)
+
+
 def _resampled_means(values, seeds, rng, draws: int = 2000):
     """[draws] bootstrap means of per-group values: seeds drawn with replacement, then the groups
     inside each drawn seed (a one-level bootstrap over groups when there is one seed)."""
@@ -175,12 +183,11 @@ def summarize(rows: list[dict]) -> dict:
             continue
         values = np.array([row[name] for row in rows], dtype=float)
         draws = _resampled_means(values, seeds, rng)
-        summary[name] = {"mean": float(np.mean([values[np.asarray(seeds) == s].mean() for s in set(seeds)])),
+        summary[name] = {"mean": float(_seed_mean(values, seeds)),
                          "interval": [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]}
     for name in ("pr_all", "pr_pool"):
         if all(name in row for row in rows):                # every seed weighted alike
-            per_seed = [np.mean([row[name] for row, s in zip(rows, seeds) if s == seed], axis=0) for seed in set(seeds)]
-            summary[name] = [float(v) for v in np.mean(per_seed, axis=0)]
+            summary[name] = [float(v) for v in _seed_mean([row[name] for row in rows], seeds)]
     own, top = summary["forgetting_own_sinks"]["mean"], summary["forgetting_method_top_k"]["mean"]
     summary["causal_ratio"] = top / own if abs(own) > 1e-9 else None
     if "net_own_sinks" in summary:

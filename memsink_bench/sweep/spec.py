@@ -39,7 +39,7 @@ from pathlib import Path
 
 import yaml
 
-from ..config import SAFE_NAME, load_config
+from ..config import METHOD_SECTIONS, SAFE_NAME, load_config
 from ..errors import UserError, did_you_mean
 
 ACTIONS = ("train", "run", "analyze")
@@ -181,6 +181,11 @@ def _mapping(value, where: str) -> dict:
     return value
 
 
+def _method_key(key: str) -> bool:
+    """Is a sweep `set`/`grid` key the method's (method.* or sweep.*) rather than the config's?"""
+    return key.split(".", 1)[0] in METHOD_SECTIONS
+
+
 def _tuned_kind(kind: str, where: str) -> bool:
     """Is checkpoint kind `kind` also a training-time method with a declared tuning grid (memsinks,
     gradient-masked), so that its configuration is chosen by the protocol?"""
@@ -285,7 +290,7 @@ class _Expander:
                 for point in itertools.product(*grid_values):
                     pairs = [*fixed.items(), *zip(grid, point)]
                     sets = [f"{key}={format_value(value)}" for key, value in pairs]
-                    method = tuple(s for s in sets if s.split(".", 1)[0] in ("method", "sweep"))
+                    method = tuple(s for s in sets if _method_key(s))
                     config_sets = [s for s in sets if s not in method]
                     for seed in seeds:
                         seed_set = [] if seed is None else [f"{key}={seed}" for key in seed_fields]
@@ -345,7 +350,7 @@ class _Expander:
         method_seeds = _list(group["method_seeds"], f"{where} method_seeds", int) if "method_seeds" in group else None
         if "all" in methods:
             if len(methods) > 1 or group.get("checkpoints") or any(
-                    k.split(".", 1)[0] in ("method", "sweep") for k in [*(group.get("set") or {}), *(group.get("grid") or {})]):
+                    _method_key(k) for k in [*(group.get("set") or {}), *(group.get("grid") or {})]):
                 raise UserError(f"{where}: `methods: all` takes no other methods, checkpoints or method.*/sweep.* keys",
                                 "list the methods by name to change their settings")
             methods = list(BUILTINS)
@@ -395,32 +400,41 @@ class _Expander:
         for setting in _list(group.get("settings"), f"{where} settings"):
             for preset in _list(group.get("presets", "cpu"), f"{where} presets"):
                 one = {**group, "settings": [setting], "presets": [preset]}
-                fixed = dict(one.get("set") or {})
-                checkpoints = _list(one["checkpoints"], f"{where} checkpoints") if "checkpoints" in one else []
-                for checkpoint in checkpoints:
-                    kind = checkpoint.partition(":")[0]
-                    if _tuned_kind(kind, where):
-                        own = {key: value for key, value in (one.get("set") or {}).items()
-                               if key.split(".", 1)[0] not in ("method", "sweep")}     # the kind's, not the method's
-                        paths, point = self._choice({**one, "set": own}, kind, tuning_grid(kind, where), protocol,
-                                                    where, without=("checkpoints",))
-                        planned += paths
-                        if point is None:
-                            self.waiting.append(f"{where}: {method} on {checkpoint} ({setting}, {preset}) waits "
-                                                f"for {kind}'s selection runs")
-                            break
-                        fixed.update(point)
-                else:
-                    paths, point = self._choice({**one, "set": fixed}, method, grid, protocol, where)
-                    planned += paths
-                    if point is None:
-                        missing = sum(not path.is_file() for path in paths)
-                        self.waiting.append(f"{where}: {method} ({setting}, {preset}) on seeds {evaluation} waits "
-                                            f"for {missing} selection runs")
-                        continue
-                    planned += self.add_runs({**one, "methods": [method], "tuning": False, "grid": {},
-                                              "set": {**fixed, **point}, "seeds": evaluation}, where)
+                paths, fixed = self._checkpoint_choices(one, method, protocol, where)
+                planned += paths
+                if fixed is None:
+                    continue
+                paths, point = self._choice({**one, "set": fixed}, method, grid, protocol, where)
+                planned += paths
+                if point is None:
+                    missing = sum(not path.is_file() for path in paths)
+                    self.waiting.append(f"{where}: {method} ({setting}, {preset}) on seeds {evaluation} waits "
+                                        f"for {missing} selection runs")
+                    continue
+                planned += self.add_runs({**one, "methods": [method], "tuning": False, "grid": {},
+                                          "set": {**fixed, **point}, "seeds": evaluation}, where)
         return planned
+
+    def _checkpoint_choices(self, group: dict, method: str, protocol, where: str) -> tuple[list[Path], dict | None]:
+        """(the selection runs of the tuned checkpoint kinds `group` runs on, its `set` with each
+        such kind's chosen configuration merged in, or None while a kind's choice is still open)."""
+        fixed, planned = dict(group.get("set") or {}), []
+        checkpoints = _list(group["checkpoints"], f"{where} checkpoints") if "checkpoints" in group else []
+        for checkpoint in checkpoints:
+            kind = checkpoint.partition(":")[0]
+            if not _tuned_kind(kind, where):
+                continue
+            own = {key: value for key, value in (group.get("set") or {}).items()
+                   if not _method_key(key)}                    # the kind's settings, not the method's
+            paths, point = self._choice({**group, "set": own}, kind, tuning_grid(kind, where), protocol, where,
+                                        without=("checkpoints",))
+            planned += paths
+            if point is None:
+                self.waiting.append(f"{where}: {method} on {checkpoint} ({group['settings'][0]}, "
+                                    f"{group['presets'][0]}) waits for {kind}'s selection runs")
+                return planned, None
+            fixed.update(point)
+        return planned, fixed
 
     def _choice(self, group: dict, method: str, grid: dict, protocol, where: str,
                 without: tuple = ()) -> tuple[list[Path], dict | None]:
