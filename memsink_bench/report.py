@@ -232,14 +232,20 @@ def render_dynamics(path: Path, results: Path) -> list[Path]:
 
 def _scaling(results: Path, records: list[ResultRecord]) -> list[Path]:
     """The scaling table and figure per setting: this directory's records, and those of any
-    results directory inside it (e.g. results/prose/, another corpus), one line per corpus."""
+    results directory inside it (e.g. results/scaling/prose/) for a corpus this directory has no
+    records of, one line per corpus. A corpus is read from one directory only: two directories
+    made under different rules (results/ and results/protocol/, say) are never pooled."""
     from .scaling import write_scaling
 
-    sources = {}
-    for directory in [results, *sorted(p.parent for p in results.glob("*/records") if p.is_dir())]:
-        found = records if directory == results else load_records(directory)
-        for record in found:
-            sources.setdefault(record.corpus, []).append(record)
+    sources: dict[str, list[ResultRecord]] = {}
+    for record in records:
+        sources.setdefault(record.corpus, []).append(record)
+    for directory in sorted(p.parent for p in results.glob("*/records") if p.is_dir()):
+        nested: dict[str, list[ResultRecord]] = {}
+        for record in load_records(directory):
+            nested.setdefault(record.corpus, []).append(record)
+        for corpus, found in nested.items():
+            sources.setdefault(corpus, found)
     written = []
     for setting in sorted({r.setting for rs in sources.values() for r in rs}):
         written += write_scaling(results, setting, sources)

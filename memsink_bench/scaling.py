@@ -2,8 +2,8 @@
 
 For one setting, every preset whose records exist is a point at its model's parameter count
 (computed from the record's model config: GPT-2 with tied embeddings). Per corpus (a results
-directory: `results/` for the synthetic stories, `results/prose/` for classic-prose; tables never
-mix corpora), two rows per size: MemSinks (scored against the standard model it replaces) and
+directory: `results/scaling/` for the synthetic stories, `results/scaling/prose/` for
+classic-prose; tables never mix corpora), two rows per size: MemSinks (scored against the standard model it replaces) and
 the best post-hoc method on the standard model, each with the leaderboard's gap closed within
 the primary budget, its 95% interval over seeds and sequences, its largest gap closed at any
 budget up to 0.2 nats, and its number of seeds (a size run with one seed is labelled so). Sizes

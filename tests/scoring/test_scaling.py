@@ -63,3 +63,20 @@ def test_report_writes_the_scaling_table_and_figure_with_a_nested_corpus(tmp_pat
     assert "classic-prose" in table and "synthetic-stories" in table and "cpu-12m" in table
     assert "one seed" in table
     assert (results / "figures" / "scaling_ts-repetition.png").is_file()
+
+
+def test_a_corpus_is_read_from_one_directory_only(tmp_path):
+    """results/ and results/protocol/ hold the same corpus made under different rules: the scaling
+    table of results/ reads its own records only (pooled, every size would count both directories' seeds)."""
+    results = tmp_path / "results"
+    layout = ((results, "cpu", (0,)), (results, "cpu-4m", (0,)), (results / "protocol", "cpu", (1, 2, 3)))
+    for directory, preset, seeds in layout:
+        for seed in seeds:
+            record = sized("memsinks__memsinks", preset, seed)
+            path = directory / "records" / f"ts-repetition-{preset}" / f"s{seed}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(record.to_dict()))
+    build_report(results)
+    table = (results / "scaling_ts-repetition.md").read_text()
+    cpu_row = next(line for line in table.splitlines() if "| cpu |" in line)
+    assert "| 1 (one seed" in cpu_row
