@@ -9,10 +9,16 @@ from .options import results_option
 
 
 def register(sub) -> None:
-    board = sub.add_parser("leaderboard", help="build leaderboard tables from result records")
-    board.add_argument("--setting", default=None)
-    board.add_argument("--preset", default=None)
-    board.add_argument("--format", default="md", choices=["md", "csv", "latex", "html"])
+    board = sub.add_parser(
+        "leaderboard", help="build leaderboard tables from result records",
+        description="One table per setting and preset from the records under --results: each method's gap "
+                    "closed at several degradation budgets with 95% intervals over seeds and sequences. "
+                    "If the results directory holds a protocol.yaml, configurations are chosen on its "
+                    "selection seeds and reported on the others.")
+    board.add_argument("--setting", default=None, help="only this setting, e.g. ts-canary (default: all)")
+    board.add_argument("--preset", default=None, help="only this preset, e.g. cpu (default: all)")
+    board.add_argument("--format", default="md", choices=["md", "csv", "latex", "html"],
+                       help="md (default), csv, latex or html")
     board.add_argument("--output", type=Path, default=None,
                        help="write here (atomically) instead of stdout, e.g. results/leaderboard.md")
     results_option(board)
