@@ -418,3 +418,78 @@ def render(frame: pd.DataFrame, fmt: str) -> str:
                 parts.append("")
         return "\n".join(parts) + "\n"
     raise UserError(f"unknown format '{fmt}'", "use md, csv, latex or html")
+
+
+# --- the selection stage of a protocol ----------------------------------------------------------
+
+def _flat(value, prefix: str = "") -> dict[str, object]:
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: value}
+
+
+def _knobs(record: ResultRecord) -> dict[str, object]:
+    """What a configuration is, flattened (`method.lr`, `memsinks.sink_fraction`, ...), without seeds."""
+    from .checkpoints import NOT_IN_KEY
+
+    flat = _flat({"method": record.hyperparameters, **record.config})
+    drop = {"train.seed", "data.seed", *(f"train.{name}" for name in NOT_IN_KEY)}
+    return {key: value for key, value in flat.items() if key not in drop}
+
+
+def configuration_labels(configurations: dict[str, ResultRecord]) -> dict[str, str]:
+    """A short label per configuration of one row: the fields in which its configurations differ."""
+    knobs = {key: _knobs(record) for key, record in configurations.items()}
+    fields = sorted({field for values in knobs.values() for field in values})
+    differing = [f for f in fields if len({repr(values.get(f)) for values in knobs.values()}) > 1]
+    return {key: ", ".join(f"{f}={values.get(f)}" for f in differing) or "(one configuration)"
+            for key, values in knobs.items()}
+
+
+def selection_frame(records: list[ResultRecord], protocol: Protocol | None = None) -> pd.DataFrame:
+    """Every configuration the selection seeds tried, one row each: its criterion per seed and as
+    the mean that chose (protocol.choose, as the sweep and the leaderboard choose), its Pareto AUC,
+    and whether it was chosen. Empty without a protocol or selection runs."""
+    from .protocol import choose
+
+    protocol = protocol if protocol is not None else protocol_of(records)
+    if protocol is None:
+        return pd.DataFrame()
+    groups = _replicate_groups([r for r in records if protocol.selects(r)], None, None)
+    rows_of: dict[tuple, dict[str, list[ResultRecord]]] = {}
+    for (setting, preset, _, _, group, method, checkpoint, configuration), replicates in groups.items():
+        rows_of.setdefault((setting, preset, group, method, checkpoint), {})[configuration] = replicates
+    criterion = STATISTICS[protocol.criterion]
+    rows = []
+    for (setting, preset, group, method, checkpoint), candidates in sorted(rows_of.items()):
+        chosen = choose(candidates, protocol.criterion)
+        labels = configuration_labels({key: replicates[0] for key, replicates in candidates.items()})
+        for key, replicates in candidates.items():
+            per_seed = sorted((seed_of(r), point_value([r], criterion)) for r in replicates)
+            rows.append({"setting": setting, "preset": preset, "group": group, "method": method,
+                         "checkpoint": checkpoint, "configuration": labels[key], "_configuration": key,
+                         "seeds": ", ".join(str(s) for s, _ in per_seed),
+                         protocol.criterion: point_value(replicates, criterion),
+                         "per seed": ", ".join(f"{v:.3f}" for _, v in per_seed),
+                         "Pareto AUC": point_value(replicates, STATISTICS["Pareto AUC"]),
+                         "chosen": key == chosen})
+    return pd.DataFrame(rows)
+
+
+def render_selection(frame: pd.DataFrame, protocol: Protocol) -> str:
+    """selection.md: per setting and preset, every row's tried configurations, the chosen one marked."""
+    lines = [f"# The selection stage: configurations chosen on {protocol.label()}\n",
+             (f"Each configuration's `{protocol.criterion}` on every selection seed and its mean, which chose "
+              "(ties: the larger Pareto AUC); the leaderboard reports only the chosen configuration (✓), on "
+              "the other seeds.\n")]
+    for (setting, preset), table in frame.groupby(["setting", "preset"], sort=True):
+        lines.append(f"## {setting} ({preset} preset)\n")
+        shown = table.assign(chosen=table["chosen"].map({True: "✓", False: ""}))
+        shown = shown.sort_values(["group", "method", "checkpoint", protocol.criterion],
+                                  ascending=[True, True, True, False], kind="stable")
+        for column in (protocol.criterion, "Pareto AUC"):
+            shown[column] = shown[column].map(lambda v: "-" if pd.isna(v) else f"{v:.3f}")
+        shown = shown.drop(columns=["setting", "preset", "_configuration"])
+        lines.append(shown.to_markdown(index=False, disable_numparse=True))
+        lines.append("")
+    return "\n".join(lines) + "\n"

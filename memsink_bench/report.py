@@ -6,6 +6,7 @@ Inputs (never recomputed): result records (`results/records/*/*.json`), analysis
 `memsink-bench plot training-curves`). Outputs:
 
     results/leaderboard.{md,csv,tex,html}
+    results/selection.md          under a protocol (protocol.yaml): every configuration tried, the chosen marked
     results/figures/tradeoff_<setting>-<preset>.{pdf,png}
     results/figures/training-curves_<setting>-<preset>.{pdf,png}
     results/analyses/.../<analysis>.{md,csv,pdf,png}
@@ -23,14 +24,16 @@ from pathlib import Path
 import pandas as pd
 
 from .analyses.store import find_analyses, read_analysis, render_analysis, summary_items
-from .leaderboard import leaderboard_frame, load_records, render
 from .kinds import NO_REP, STANDARD
 from .kinds.memsinks import MemSinks
+from .leaderboard import leaderboard_frame, load_records, render, render_selection, selection_frame
+from .protocol import protocol_of
 from .record import ResultRecord
 from .storage import atomic_write_json, atomic_write_text, read_json
 
 LEADERBOARD_FORMATS = {"md": "md", "csv": "csv", "tex": "latex", "html": "html"}
 CURVES_FILE = "training-curves.json"
+SELECTION_FILE = "selection.md"           # under a protocol: every configuration its selection seeds tried
 
 
 # --- leaderboard and tradeoff ----------------------------------------------------------------
@@ -43,6 +46,12 @@ def write_leaderboards(records: list[dict], results: Path) -> list[Path]:
     for suffix, fmt in LEADERBOARD_FORMATS.items():
         path = results / f"leaderboard.{suffix}"
         atomic_write_text(path, render(frame, fmt))
+        written.append(path)
+    protocol = protocol_of(records)
+    selection = selection_frame(records, protocol)
+    if not selection.empty:                    # under a protocol: what its selection seeds tried
+        path = results / SELECTION_FILE
+        atomic_write_text(path, render_selection(selection, protocol))
         written.append(path)
     return written
 
@@ -305,9 +314,12 @@ def _summary_table(summary: dict) -> str:
 def _leaderboard_section(records: list[dict]) -> list[str]:
     if not records:
         return ["<h2>Leaderboard</h2><p>No result records yet: run <code>memsink-bench run</code>.</p>"]
+    protocol = protocol_of(records)
+    selection = (f' Configurations chosen on {html.escape(protocol.label())}: every one tried is in '
+                 f'<a href="{SELECTION_FILE}">{SELECTION_FILE}</a>.') if protocol is not None else ""
     return ["<h2>Leaderboard</h2>", render(leaderboard_frame(records), "html"),
-            '<p>Also as <a href="leaderboard.md">Markdown</a>, <a href="leaderboard.csv">CSV</a>, '
-            '<a href="leaderboard.tex">LaTeX</a>.</p>']
+            ('<p>Also as <a href="leaderboard.md">Markdown</a>, <a href="leaderboard.csv">CSV</a>, '
+             f'<a href="leaderboard.tex">LaTeX</a>.{selection}</p>')]
 
 
 def _setting_figures(results: Path, records: list[dict]) -> list[str]:

@@ -8,9 +8,10 @@ import pytest
 
 from memsink_bench.cli import main
 from memsink_bench.errors import UserError
-from memsink_bench.leaderboard import leaderboard_frame
+from memsink_bench.leaderboard import leaderboard_frame, selection_frame
 from memsink_bench.protocol import Protocol, load_protocol
 from memsink_bench.record import Seeds
+from memsink_bench.report import build_report
 from tests.scoring.test_plots_report import make_record
 
 SELECTION = Protocol((100, 101), "gap closed @0.05")
@@ -49,6 +50,36 @@ def test_a_configuration_without_selection_runs_cannot_be_chosen_beside_one_with
     late = [replicate(1e-2, 0, 0.9), replicate(1e-2, 1, 0.9)]              # never run on the selection seeds
     [row] = leaderboard_frame([*RECORDS, *late], protocol=SELECTION).to_dict("records")
     assert row["_records"][0].hyperparameters == {"lr": 1e-4} and row["configs"] == 3
+
+
+def test_the_selection_table_lists_every_configuration_tried_and_marks_the_one_the_leaderboard_reports():
+    frame = selection_frame(RECORDS, SELECTION)
+    rows = {row["configuration"]: row for row in frame.to_dict("records")}
+    assert set(rows) == {"method.lr=0.0001", "method.lr=0.001"}          # labelled by the field they differ in
+    assert rows["method.lr=0.0001"]["chosen"] and not rows["method.lr=0.001"]["chosen"]
+    assert rows["method.lr=0.0001"]["gap closed @0.05"] == pytest.approx(0.35)
+    assert rows["method.lr=0.0001"]["seeds"] == "100, 101"              # selection seeds only
+    assert rows["method.lr=0.0001"]["per seed"] == "0.400, 0.300"
+    [reported] = leaderboard_frame(RECORDS, protocol=SELECTION).to_dict("records")
+    [chosen] = frame[frame["chosen"]].to_dict("records")
+    assert chosen["_configuration"] == reported["_records"][0].configuration()
+    assert selection_frame(RECORDS).empty                                 # no protocol, no selection stage
+
+
+def test_the_report_writes_the_selection_table_only_under_a_protocol(tmp_path):
+    results = tmp_path / "results"
+    for index, record in enumerate(RECORDS):
+        path = results / "records" / "ts-canary-cpu" / f"r{index}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record.to_dict()))
+    build_report(results)
+    assert not (results / "selection.md").exists()
+    (results / "protocol.yaml").write_text("selection_seeds: [100, 101]\n")
+    build_report(results)
+    table = (results / "selection.md").read_text()
+    [chosen] = [line for line in table.splitlines() if line.startswith("|") and "✓" in line]
+    assert "method.lr=0.0001" in chosen and "0.350" in chosen
+    assert "selection.md" in (results / "index.html").read_text()
 
 
 def test_the_protocol_file_is_read_beside_the_records(tmp_path, capsys):
