@@ -225,6 +225,15 @@ def _replicate_groups(records, setting, preset) -> dict[tuple, list[ResultRecord
     return groups
 
 
+def _configurations_by_row(groups: dict[tuple, list[ResultRecord]]) -> dict[tuple, dict[str, list[ResultRecord]]]:
+    """_replicate_groups' groups regrouped by leaderboard row (setting, preset, group, method,
+    checkpoint): each row's configurations and their replicates."""
+    rows: dict[tuple, dict[str, list[ResultRecord]]] = {}
+    for (setting, preset, _, _, group, method, checkpoint, configuration), replicates in groups.items():
+        rows.setdefault((setting, preset, group, method, checkpoint), {})[configuration] = replicates
+    return rows
+
+
 def _row(key: tuple, replicates: list[ResultRecord], with_intervals: bool = True) -> dict:
     setting, preset, corpus, corpus_hash, group, method, checkpoint, configuration = key
     row = {"setting": setting, "preset": preset, "corpus": corpus, "corpus_hash": corpus_hash, "group": group,
@@ -278,11 +287,9 @@ def leaderboard_frame(records: list[ResultRecord], setting: str | None = None, p
                         "move records of other corpora out of the results directory; results must not mix")
     key = ["setting", "preset", "group", "method", "checkpoint"]
     frame["configs"] = frame.groupby(key)["_configuration"].transform("size")
-    tried: dict[tuple, set] = {}          # under a protocol: the configurations its selection seeds tried
-    for (setting_, preset_, _, _, group, method, checkpoint, configuration) in selection_groups:
-        tried.setdefault((setting_, preset_, group, method, checkpoint), set()).add(configuration)
+    tried = _configurations_by_row(selection_groups)   # under a protocol: what its selection seeds tried
     if tried:
-        frame["configs"] = [max(count, len(tried.get(tuple(row), ()))) for count, row in
+        frame["configs"] = [max(count, len(tried.get(tuple(row), {}))) for count, row in
                             zip(frame["configs"], frame[key].itertuples(index=False, name=None))]
     # the best selection score (protocol) or mean; ties go to the larger AUC, then to the
     # configuration's text (never to file order)
@@ -422,17 +429,12 @@ def render(frame: pd.DataFrame, fmt: str) -> str:
 
 # --- the selection stage of a protocol ----------------------------------------------------------
 
-def _flat(value, prefix: str = "") -> dict[str, object]:
-    if isinstance(value, dict):
-        return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}{key}.").items()}
-    return {prefix[:-1]: value}
-
-
 def _knobs(record: ResultRecord) -> dict[str, object]:
     """What a configuration is, flattened (`method.lr`, `memsinks.sink_fraction`, ...), without seeds."""
     from .checkpoints import NOT_IN_KEY
+    from .tracking import flat as flatten
 
-    flat = _flat({"method": record.hyperparameters, **record.config})
+    flat = flatten({"method": record.hyperparameters, **record.config})
     drop = {"train.seed", "data.seed", *(f"train.{name}" for name in NOT_IN_KEY)}
     return {key: value for key, value in flat.items() if key not in drop}
 
@@ -455,10 +457,7 @@ def selection_frame(records: list[ResultRecord], protocol: Protocol | None = Non
     protocol = protocol if protocol is not None else protocol_of(records)
     if protocol is None:
         return pd.DataFrame()
-    groups = _replicate_groups([r for r in records if protocol.selects(r)], None, None)
-    rows_of: dict[tuple, dict[str, list[ResultRecord]]] = {}
-    for (setting, preset, _, _, group, method, checkpoint, configuration), replicates in groups.items():
-        rows_of.setdefault((setting, preset, group, method, checkpoint), {})[configuration] = replicates
+    rows_of = _configurations_by_row(_replicate_groups([r for r in records if protocol.selects(r)], None, None))
     criterion = STATISTICS[protocol.criterion]
     rows = []
     for (setting, preset, group, method, checkpoint), candidates in sorted(rows_of.items()):

@@ -246,14 +246,15 @@ def _scaling(results: Path, records: list[ResultRecord]) -> list[Path]:
     made under different rules (results/ and results/protocol/, say) are never pooled."""
     from .scaling import write_scaling
 
-    sources: dict[str, list[ResultRecord]] = {}
-    for record in records:
-        sources.setdefault(record.corpus, []).append(record)
+    def by_corpus(found: list[ResultRecord]) -> dict[str, list[ResultRecord]]:
+        grouped: dict[str, list[ResultRecord]] = {}
+        for record in found:
+            grouped.setdefault(record.corpus, []).append(record)
+        return grouped
+
+    sources = by_corpus(records)
     for directory in sorted(p.parent for p in results.glob("*/records") if p.is_dir()):
-        nested: dict[str, list[ResultRecord]] = {}
-        for record in load_records(directory):
-            nested.setdefault(record.corpus, []).append(record)
-        for corpus, found in nested.items():
+        for corpus, found in by_corpus(load_records(directory)).items():
             sources.setdefault(corpus, found)
     written = []
     for setting in sorted({r.setting for rs in sources.values() for r in rs}):

@@ -3,12 +3,12 @@
 For one setting, every preset whose records exist is a point at its model's parameter count
 (computed from the record's model config: GPT-2 with tied embeddings). Per corpus (a results
 directory: `results/scaling/` for the synthetic stories, `results/scaling/prose/` for
-classic-prose; tables never mix corpora), two rows per size: MemSinks (scored against the standard model it replaces) and
-the best post-hoc method on the standard model, each with the leaderboard's gap closed within
-the primary budget, its 95% interval over seeds and sequences, its largest gap closed at any
-budget up to 0.2 nats, and its number of seeds (a size run with one seed is labelled so). Sizes
-are compared only on the same forget span (records forgetting a subset of the repeated sequences
-are left out).
+classic-prose; tables never mix corpora), two rows per size: MemSinks (scored against the
+standard model it replaces) and the best post-hoc method on the standard model, each with the
+leaderboard's gap closed within the primary budget, its 95% interval over seeds and sequences,
+its largest gap closed at any budget up to 0.2 nats, and its number of seeds (a size run with one
+seed is labelled so). Sizes are compared only on the same forget span (records forgetting a
+subset of the repeated sequences are left out).
 """
 
 from __future__ import annotations
