@@ -74,6 +74,7 @@ class LocalEngine:
 
     def __init__(self, workers: int, threads: int):
         self.workers, self.threads = workers, threads
+        self.slots = workers                 # drive() hands over a job only when a worker is free
         self.pool = futures.ThreadPoolExecutor(workers, thread_name_prefix="sweep-job")   # each job: a process
         self.tasks: dict = {}
 
@@ -284,8 +285,17 @@ def drive(engine, jobs: list, tasks: dict[str, dict], retries: int, state: RunSt
     """Run `jobs` (the plan's missing ones, in plan order) on `engine`; `tasks[name]` is each job's
     worker payload. A job found done when it becomes ready (another sweep made it) is not run."""
     by_name = {job.name: job for job in jobs}
+    position = {job.name: i for i, job in enumerate(jobs)}
     waiting = list(jobs)                  # in plan order: trainings first
+    queued: list = []                     # ready, waiting for a free slot (engines with `slots`)
+    slots = getattr(engine, "slots", None)
     in_flight: dict = {}
+
+    def first(job) -> tuple:
+        """An engine with few slots takes ready runs before trainings, so records are finished as
+        early as their checkpoints allow: a sweep stopped half-way keeps whole records, not only
+        checkpoints its runs never read (a cluster engine gets every ready job at once)."""
+        return getattr(job, "action", None) == "train", position[job.name]
     failures: dict[str, int] = {}
     finished, ran, started = 0, 0, time.monotonic()
 
@@ -314,7 +324,7 @@ def drive(engine, jobs: list, tasks: dict[str, dict], retries: int, state: RunSt
             block(job.name, reason)
 
     try:
-        while waiting or in_flight:
+        while waiting or queued or in_flight:
             settled = set(state.succeeded)
             ready = [job for job in waiting if all(need in settled or need not in by_name for need in job.needs)]
             for job in ready:
@@ -325,10 +335,12 @@ def drive(engine, jobs: list, tasks: dict[str, dict], retries: int, state: RunSt
                     finished += 1
                     state.succeeded.append(job.name)
                     say(f"found    {job.describe()}  (made by another process)")
-            ready = [job for job in ready if job.name not in found]
-            if ready:
-                handles = engine.submit([tasks[job.name] for job in ready])
-                in_flight.update(zip(handles, ready))
+            queued = sorted([*queued, *(job for job in ready if job.name not in found)], key=first)
+            free = len(queued) if slots is None else max(0, slots - len(in_flight))
+            batch, queued = queued[:free], queued[free:]
+            if batch:
+                handles = engine.submit([tasks[job.name] for job in batch])
+                in_flight.update(zip(handles, batch))
             if not in_flight:
                 if found:                     # their dependents may be ready now
                     continue

@@ -334,6 +334,28 @@ def test_driver_retries_reports_and_skips_dependents(grid_plan, tmp_path):
     assert stored["status"] == "finished" and stored["failed"] == state.failed
 
 
+def test_driver_with_few_slots_takes_ready_runs_before_more_trainings(grid_plan, tmp_path):
+    """The local engine's order: a sweep stopped half-way keeps whole records, not bare checkpoints."""
+    jobs = grid_plan.jobs
+    engine = ScriptedEngine({})
+    engine.slots = 2                                      # ScriptedEngine finishes a batch before the next
+    drive(engine, jobs, {job.name: {"name": job.name} for job in jobs}, retries=0,
+          state=RunState(tmp_path / "state.json", "r1", "scripted", len(jobs)), progress=False)
+    by_name = {job.name: job for job in jobs}
+    assert all(len(batch) <= 2 for batch in engine.submitted)
+    assert sorted(name for batch in engine.submitted for name in batch) == sorted(by_name)
+    for k, batch in enumerate(engine.submitted):
+        done = {name for earlier in engine.submitted[:k] for name in earlier}
+        later = {name for after in engine.submitted[k + 1:] for name in after}
+        if any(by_name[name].action == "train" for name in batch):
+            runnable = [name for name in later if by_name[name].action == "run" and set(by_name[name].needs) <= done]
+            assert not runnable, f"batch {k} trains while {runnable} could run"
+    order = [name for batch in engine.submitted for name in batch]
+    first_run = next(i for i, name in enumerate(order) if by_name[name].action == "run")
+    last_training = max(i for i, name in enumerate(order) if by_name[name].action == "train")
+    assert first_run < last_training
+
+
 def test_user_error_carries_location(tmp_path):
     path = write(tmp_path, "runs: [{methods: [ig], settings: [ts-canary], presets: [tiny]}]")
     with pytest.raises(UserError, match=r"runs\[0\]: unknown preset 'tiny'"):
