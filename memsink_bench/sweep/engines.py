@@ -74,9 +74,13 @@ class LocalEngine:
 
     def __init__(self, workers: int, threads: int):
         self.workers, self.threads = workers, threads
-        self.slots = workers                 # drive() hands over a job only when a worker is free
         self.pool = futures.ThreadPoolExecutor(workers, thread_name_prefix="sweep-job")   # each job: a process
         self.tasks: dict = {}
+
+    @property
+    def slots(self) -> int:
+        """drive() hands this engine a job only when one of its workers is free."""
+        return self.workers
 
     def describe(self) -> str:
         return f"local ({self.workers} worker{'s' * (self.workers != 1)} x {self.threads} thread{'s' * (self.threads != 1)})"
@@ -283,19 +287,16 @@ class RunState:
 
 def drive(engine, jobs: list, tasks: dict[str, dict], retries: int, state: RunState, progress: bool = True) -> RunState:
     """Run `jobs` (the plan's missing ones, in plan order) on `engine`; `tasks[name]` is each job's
-    worker payload. A job found done when it becomes ready (another sweep made it) is not run."""
+    worker payload. A job found done when it becomes ready (another sweep made it) is not run.
+    An engine with `slots` gets a job only when a slot is free, ready runs before trainings, so
+    records are finished as early as their checkpoints allow and a sweep stopped half-way keeps
+    whole records, not only checkpoints no run has read; any other engine gets every ready job at once."""
     by_name = {job.name: job for job in jobs}
     position = {job.name: i for i, job in enumerate(jobs)}
     waiting = list(jobs)                  # in plan order: trainings first
-    queued: list = []                     # ready, waiting for a free slot (engines with `slots`)
+    queued: list = []                     # ready, waiting for a free slot
     slots = getattr(engine, "slots", None)
     in_flight: dict = {}
-
-    def first(job) -> tuple:
-        """An engine with few slots takes ready runs before trainings, so records are finished as
-        early as their checkpoints allow: a sweep stopped half-way keeps whole records, not only
-        checkpoints its runs never read (a cluster engine gets every ready job at once)."""
-        return getattr(job, "action", None) == "train", position[job.name]
     failures: dict[str, int] = {}
     finished, ran, started = 0, 0, time.monotonic()
 
@@ -335,7 +336,8 @@ def drive(engine, jobs: list, tasks: dict[str, dict], retries: int, state: RunSt
                     finished += 1
                     state.succeeded.append(job.name)
                     say(f"found    {job.describe()}  (made by another process)")
-            queued = sorted([*queued, *(job for job in ready if job.name not in found)], key=first)
+            queued = sorted([*queued, *(job for job in ready if job.name not in found)],
+                            key=lambda job: (getattr(job, "action", None) == "train", position[job.name]))
             free = len(queued) if slots is None else max(0, slots - len(in_flight))
             batch, queued = queued[:free], queued[free:]
             if batch:
