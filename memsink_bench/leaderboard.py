@@ -28,7 +28,9 @@ post-hoc methods on a checkpoint (measured from that checkpoint), and training-t
 compared with its random control on the same checkpoint (random-neurons for localizers,
 random-sparse-ft for editors), paired by training seed; a row that cannot be told apart from its
 control is marked `≈ control`. Every row is also compared with the top row of its group (`vs
-top`, paired the same way; `tied` when the interval of the difference contains 0).
+top`, paired the same way; `tied` when the interval of the difference contains 0), and each
+training-time row with the top post-hoc row on the checkpoint it replaces (`vs post-hoc top`):
+both are measured from that checkpoint at each seed, so this one comparison crosses the groups.
 
 Records that differ only in their seeds are replicates of one configuration; a run repeated with
 the same seeds counts once. Where a row has several configurations (a hyperparameter grid), the
@@ -301,6 +303,7 @@ def leaderboard_frame(records: list[ResultRecord], setting: str | None = None, p
     frame["needs"] = [needs_of(m) for m in frame["method"]]
     frame["vs control"], frame["_control_close"] = zip(*[_versus_control(frame, i) for i in range(len(frame))])
     frame["vs top"] = [_versus_top(frame, i) for i in range(len(frame))]
+    frame["vs post-hoc top"] = [_versus_post_hoc(frame, i) for i in range(len(frame))]
     frame.loc[frame["_control_close"], "flags"] = [f"{f} ≈ control".strip() for f in frame.loc[frame["_control_close"], "flags"]]
     if with_intervals:
         frame["_intervals"] = [intervals(r, STATISTICS) for r in frame["_records"]]
@@ -388,6 +391,33 @@ def _versus_top(frame: pd.DataFrame, position: int) -> str:
     return text + (" tied" if band is not None and band[0] <= 0 <= band[1] else "")
 
 
+def _post_hoc_group(group: str) -> str | None:
+    """The post-hoc group that shares a training-time group's before-state, forget span and forget
+    set (None for a post-hoc group)."""
+    prefix = "training-time, vs "
+    if not group.startswith(prefix):
+        return None
+    before, what = group[len(prefix):].split(", ", 1)
+    return f"post-hoc on {before}, {what}"
+
+
+def _versus_post_hoc(frame: pd.DataFrame, position: int) -> str:
+    """For a training-time row, the primary-column difference to the top post-hoc row on the
+    checkpoint it replaces, paired by training seed, naming that row's method: both are measured
+    from the same checkpoint of each seed, so this is the comparison the groups otherwise keep
+    apart. `tied` when the interval contains 0; `-` for post-hoc rows."""
+    row = frame.iloc[position]
+    group = _post_hoc_group(row["group"])
+    if group is None:
+        return "-"
+    same = frame[(frame["setting"] == row["setting"]) & (frame["preset"] == row["preset"]) & (frame["group"] == group)]
+    if same.empty:
+        return "no post-hoc run"
+    top = same.iloc[0]                 # sorted by the primary column within each group
+    text, band, _ = _paired(row, top)
+    return f"{text} vs {top['method']}" + (" tied" if band is not None and band[0] <= 0 <= band[1] else "")
+
+
 def _arrow(metric: str | None) -> str:
     if metric is None:
         return ""
@@ -406,7 +436,7 @@ def render(frame: pd.DataFrame, fmt: str) -> str:
             return spec.format(value) + (f" [{spec.format(band[0])}, {spec.format(band[1])}]" if band else "")
         shown[name] = [cell(v, {**s, **b}) for v, b, s in zip(shown[name], shown["_intervals"], shown["_seed_bands"])]
     order = ["setting", "preset", "corpus", "group", "method", "checkpoint", *[c for c, _, _ in COLUMNS],
-             SD_COLUMN, "seeds", "configs", "selected on", "vs control", "vs top", "needs", "flags"]
+             SD_COLUMN, "seeds", "configs", "selected on", "vs control", "vs top", "vs post-hoc top", "needs", "flags"]
     shown = shown[order].rename(columns={name: name + _arrow(metric) for name, metric, _ in COLUMNS})
     if fmt == "csv":
         return shown.to_csv(index=False)

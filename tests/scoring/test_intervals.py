@@ -166,3 +166,27 @@ def test_a_small_curve_still_doubling_is_short_and_a_flat_one_is_not():
     doubling = record("ig", 0, [0.003, 0.006, 0.014], [0.001, 0.003, 0.009], spread=0.0)
     flat = record("ig", 0, [0.2, 0.30, 0.31], [0.01, 0.05, 0.1], spread=0.0)
     assert _short_curve(doubling) and not _short_curve(flat)
+
+
+def test_training_time_rows_are_compared_with_the_top_post_hoc_row_on_their_checkpoint():
+    """MemSinks and the post-hoc rows on the standard checkpoint are measured from the same standard
+    model of each seed, so the one comparison across the groups pairs them by seed."""
+    def training(seed, forgetting):
+        row = record("memsinks", seed, forgetting, [0.01, 0.04], method_type="training")
+        row.checkpoint = CheckpointInfo("memsinks", "memsinks", "default", "/ckpt", 1.0)
+        return row
+    rows = [training(s, [0.3, 0.5]) for s in range(4)]
+    rows += [record("co-unlearn", s, [0.05, 0.1], [0.01, 0.04], method_type="editor") for s in range(4)]
+    rows += [record("ig", s, [0.02, 0.04], [0.01, 0.04]) for s in range(4)]
+    frame = leaderboard_frame(rows).set_index("method")
+    assert frame.loc["memsinks", "group"].startswith("training-time")
+    versus = frame.loc["memsinks", "vs post-hoc top"]
+    assert versus.startswith("+0.") and versus.endswith("vs co-unlearn"), versus    # against the top one
+    assert float(versus.split()[0]) == pytest.approx(frame.loc["memsinks", "gap closed @0.05"]
+                                                     - frame.loc["co-unlearn", "gap closed @0.05"], abs=5e-4)
+    assert (frame.loc[["co-unlearn", "ig"], "vs post-hoc top"] == "-").all()
+    close = [training(s, [0.02, 0.1 + 0.04 * (s % 2 - 0.5)]) for s in range(4)]
+    frame = leaderboard_frame(close + rows[4:]).set_index("method")
+    assert frame.loc["memsinks", "vs post-hoc top"].endswith("vs co-unlearn tied")
+    alone = leaderboard_frame([training(s, [0.3, 0.5]) for s in range(2)]).set_index("method")
+    assert alone.loc["memsinks", "vs post-hoc top"] == "no post-hoc run"
