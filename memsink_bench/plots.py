@@ -168,7 +168,7 @@ def tradeoff_figure(records: list[ResultRecord], title: str | None = None) -> Fi
         what = "sequence" if spans == {"sequence"} else "extraction-span" if spans == {"extraction"} else "forget-span"
         ax.set_ylabel(f"{what} forgetting\n(repeated loss increase, nats)")
         if title:
-            ax.set_title(title)
+            ax.set_title(title, loc="left")      # centred, a long title is clipped
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
@@ -487,7 +487,7 @@ def pareto_figure(rows: list[list[ResultRecord]], budgets_marked=(0.02, 0.05, 0.
         ax.set_xlabel("degradation budget (validation loss increase, nats)")
         ax.set_ylabel("best memorization gap closed\nwithin the budget")
         if title:
-            ax.set_title(title)
+            ax.set_title(title, loc="left")      # centred, a long title is clipped
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
@@ -538,7 +538,7 @@ def neighbour_figure(rows: list[list[ResultRecord]], title: str | None = None) -
         ax.set_xlabel("validation degradation (nats)")
         ax.set_ylabel("degradation on the forget set's\nneighbours (nats)")
         if title:
-            ax.set_title(title)
+            ax.set_title(title, loc="left")      # centred, a long title is clipped
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
