@@ -183,15 +183,16 @@ def span_label(record: ResultRecord) -> str:
     return "canary" if ((record.config or {}).get("data") or {}).get("canary_length") else "continuation"
 
 
-def group_of(record: ResultRecord) -> str:
+def group_of(record: ResultRecord, post_hoc_on: str | None = None) -> str:
     """Rows are compared only within a group: they share a before-state, a forget span and a
-    forget set (all repeated sequences, or the first N of them)."""
+    forget set (all repeated sequences, or the first N of them). `post_hoc_on`: the post-hoc group
+    on that checkpoint with the record's span and forget set instead."""
     what = f"forgetting the {span_label(record)}"
     if record.forget_count:
         what += f" of {record.forget_count} sequence{'s' if record.forget_count > 1 else ''}"
-    if record.method_type == "training":
+    if post_hoc_on is None and record.method_type == "training":
         return f"training-time, vs {record.reference.before}, {what}"
-    return f"post-hoc on {record.checkpoint.label}, {what}"
+    return f"post-hoc on {post_hoc_on or record.checkpoint.label}, {what}"
 
 
 def needs_of(method: str) -> str:
@@ -347,10 +348,14 @@ def _primary_by_seed(row) -> dict[int, float]:
     return {seed_of(r): point_value([r], STATISTICS[RANK_BY]) for r in row["_records"]}
 
 
-def _group_rows(frame: pd.DataFrame, row) -> pd.DataFrame:
-    """The rows of `row`'s table and group (the rows it may be compared with)."""
+def _group_rows(frame: pd.DataFrame, row, group: str | None = None) -> pd.DataFrame:
+    """The rows of `row`'s table and group (the rows it may be compared with), or of another group."""
     return frame[(frame["setting"] == row["setting"]) & (frame["preset"] == row["preset"])
-                 & (frame["group"] == row["group"])]
+                 & (frame["group"] == (group or row["group"]))]
+
+
+def _tied(band) -> str:
+    return " tied" if band is not None and band[0] <= 0 <= band[1] else ""
 
 
 def _paired(row, other) -> tuple[str, tuple[float, float] | None, int]:
@@ -388,17 +393,7 @@ def _versus_top(frame: pd.DataFrame, position: int) -> str:
     if top.name == frame.index[position]:
         return "top" if len(same) > 1 else "-"
     text, band, _ = _paired(row, top)
-    return text + (" tied" if band is not None and band[0] <= 0 <= band[1] else "")
-
-
-def _post_hoc_group(group: str) -> str | None:
-    """The post-hoc group that shares a training-time group's before-state, forget span and forget
-    set (None for a post-hoc group)."""
-    prefix = "training-time, vs "
-    if not group.startswith(prefix):
-        return None
-    before, what = group[len(prefix):].split(", ", 1)
-    return f"post-hoc on {before}, {what}"
+    return text + _tied(band)
 
 
 def _versus_post_hoc(frame: pd.DataFrame, position: int) -> str:
@@ -407,15 +402,15 @@ def _versus_post_hoc(frame: pd.DataFrame, position: int) -> str:
     from the same checkpoint of each seed, so this is the comparison the groups otherwise keep
     apart. `tied` when the interval contains 0; `-` for post-hoc rows."""
     row = frame.iloc[position]
-    group = _post_hoc_group(row["group"])
-    if group is None:
+    record = row["_records"][0]
+    if record.method_type != "training":
         return "-"
-    same = frame[(frame["setting"] == row["setting"]) & (frame["preset"] == row["preset"]) & (frame["group"] == group)]
+    same = _group_rows(frame, row, group_of(record, post_hoc_on=record.reference.before))
     if same.empty:
         return "no post-hoc run"
     top = same.iloc[0]                 # sorted by the primary column within each group
     text, band, _ = _paired(row, top)
-    return f"{text} vs {top['method']}" + (" tied" if band is not None and band[0] <= 0 <= band[1] else "")
+    return f"{text} vs {top['method']}{_tied(band)}"
 
 
 def _arrow(metric: str | None) -> str:
