@@ -149,17 +149,24 @@ def test_forget_size_sweep_plans_exactly_its_committed_records(tmp_path):
     assert {job.output for job in plan.jobs if job.action == "run"} == committed
 
 
-def test_protocol_sweep_plans_every_committed_protocol_record(tmp_path):
-    """results/protocol is made by sweeps/protocol.yaml alone: each committed record is one of its planned runs.
+def test_protocol_sweep_plans_exactly_the_committed_protocol_records(tmp_path):
+    """results/protocol is what sweeps/protocol.yaml makes, both stages complete: it plans exactly the committed records.
 
-    The sweep is resumable and spans working sessions, so results/protocol may hold only part of it: this
-    checks that every record there is one the sweep plans (no hand-made or stale-configuration records)."""
+    The evaluation stage is planned from the committed selection records, so equality means every selection
+    run is there, every row's chosen configuration was run on all five evaluation seeds, and no record is
+    hand-made or from a stale configuration."""
     results = REPO / "results" / "protocol"
     plan = load_plan(REPO / "sweeps" / "protocol.yaml", results, tmp_path / "work")
     committed = {path.resolve() for path in (results / "records").glob("*/*.json")}
     planned = {job.output for job in plan.jobs if job.action == "run"}
-    assert committed, "results/protocol holds no records"
-    assert committed <= planned, sorted(str(path) for path in committed - planned)
+    assert sorted(str(path) for path in committed - planned) == []
+    assert sorted(str(path) for path in planned - committed) == []
+    rows: dict[tuple, set[int]] = {}
+    for job in plan.jobs:
+        if job.action == "run" and job.seed in range(5):
+            rows.setdefault((job.setting_name, job.method, job.checkpoint), set()).add(job.seed)
+    assert len(rows) == 2 * 11  # a setting's 9 built-in methods, and ig and random-neurons on its MemSinks checkpoint
+    assert all(seeds == {0, 1, 2, 3, 4} for seeds in rows.values()), rows
 
 
 def test_smoke_sweep_has_enough_jobs_for_the_benchmark(tmp_path):
