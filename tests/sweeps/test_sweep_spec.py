@@ -159,8 +159,7 @@ def test_protocol_sweep_plans_exactly_the_committed_protocol_records(tmp_path):
     plan = load_plan(REPO / "sweeps" / "protocol.yaml", results, tmp_path / "work")
     committed = {path.resolve() for path in (results / "records").glob("*/*.json")}
     planned = {job.output for job in plan.jobs if job.action == "run"}
-    assert sorted(str(path) for path in committed - planned) == []
-    assert sorted(str(path) for path in planned - committed) == []
+    assert planned == committed
     rows: dict[tuple, set[int]] = {}
     for job in plan.jobs:
         if job.action == "run" and job.seed in range(5):
