@@ -549,26 +549,34 @@ def localization_pr_figure(report: dict, title: str | None = None) -> Figure:
     """Precision against recall of each localizer's ranking of the MLP neurons, with a forget
     sequence's own MemSinks sinks as the positives (localization.py): over all neurons (left) and
     within the sink pool (right), the mean over forget-sequence groups of the interpolated
-    precision, with the chance level (the positives' share) dotted; AP in the legend."""
+    precision, with the chance level (the positives' share) dotted; AP (all / pool) in the legend."""
     from .localization import RECALL_GRID
 
     with paper_style():
-        fig, axes = subplots(ncols=2, width=DOUBLE_COLUMN, height=3.0)
-        for ax, (scope, label) in zip(axes, (("all", "all MLP neurons"), ("pool", "within the sink pool"))):
+        fig, axes = subplots(ncols=2, width=DOUBLE_COLUMN, height=3.3)
+        scopes = (("all", "all MLP neurons"), ("pool", "within the sink pool"))
+        for ax, (scope, label) in zip(axes, scopes):
             for name, found in report["methods"].items():
                 summary = found["summary"]
                 if f"pr_{scope}" not in summary:
                     continue
-                average = summary[f"ap_{scope}"]["mean"]
-                ax.plot(RECALL_GRID, summary[f"pr_{scope}"], color=method_color(name),
-                        label=f"{name} (AP {average:.3f})", drawstyle="steps-post")
+                ax.plot(RECALL_GRID, summary[f"pr_{scope}"], color=method_color(name), label=name,
+                        drawstyle="steps-post")
             first = next(iter(report["methods"].values()))["summary"]
             ax.axhline(first[f"chance_{scope}"]["mean"], color="0.5", linestyle=":", linewidth=0.8, label="chance")
             ax.set_xlim(0, 1)
             ax.set_ylim(0, 1.02)
             ax.set_xlabel("recall of own sinks")
             ax.set_title(label)
-            ax.legend(loc="upper right", fontsize="small")
+        # one legend below both panels (every corner of a panel can hold a curve), with each
+        # method's average precision in both scopes
+        handles, names = axes[0].get_legend_handles_labels()
+        labels = []
+        for name in names:
+            summary = report["methods"].get(name, {}).get("summary", {})
+            aps = [summary[f"ap_{scope}"]["mean"] for scope, _ in scopes if f"ap_{scope}" in summary]
+            labels.append(f"{name} (AP {' / '.join(f'{ap:.3f}' for ap in aps)})" if aps else name)
+        fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize="small", frameon=False)
         axes[0].set_ylabel("precision")
         if title:
             fig.suptitle(title)
