@@ -168,6 +168,21 @@ def test_protocol_sweep_plans_exactly_the_committed_protocol_records(tmp_path):
     assert all(seeds == {0, 1, 2, 3, 4} for seeds in rows.values()), rows
 
 
+def test_scaling_sweep_plans_every_committed_scaling_record(tmp_path):
+    """results/scaling is sweeps/scaling.yaml's, committed as it runs (a resumable sweep spanning sessions):
+    every committed record is one the sweep plans, and its cpu-preset rows are the scoring protocol's
+    evaluation records of the same configurations, copied unchanged, so the sweep does not rerun them."""
+    results = REPO / "results" / "scaling"
+    plan = load_plan(REPO / "sweeps" / "scaling.yaml", results, tmp_path / "work")
+    committed = {path.resolve() for path in (results / "records").glob("*/*.json")}
+    planned = {job.output for job in plan.jobs if job.action == "run"}
+    assert committed <= planned, committed - planned
+    cpu = sorted((results / "records" / "ts-repetition-cpu").glob("*.json"))
+    assert len(cpu) == 9  # co-unlearn, ig and memsinks at seeds 0-2
+    for path in cpu:
+        assert path.read_bytes() == (REPO / "results" / "protocol" / "records" / "ts-repetition-cpu" / path.name).read_bytes()
+
+
 def test_smoke_sweep_has_enough_jobs_for_the_benchmark(tmp_path):
     plan = load_plan(REPO / "sweeps" / "smoke.yaml", tmp_path / "results", tmp_path / "work")
     assert len(plan.jobs) >= 8
