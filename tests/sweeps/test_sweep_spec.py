@@ -183,6 +183,17 @@ def test_scaling_sweep_plans_every_committed_scaling_record(tmp_path):
         assert path.read_bytes() == (REPO / "results" / "protocol" / "records" / "ts-repetition-cpu" / path.name).read_bytes()
 
 
+def test_prose_scaling_sweep_plans_every_committed_prose_record(tmp_path):
+    """results/scaling/prose is sweeps/scaling-prose.yaml's: every committed record is one it plans, so a
+    resumed sweep skips them and no record of another configuration or corpus is pooled into the ladder."""
+    results = REPO / "results" / "scaling" / "prose"
+    plan = load_plan(REPO / "sweeps" / "scaling-prose.yaml", results, tmp_path / "work")
+    committed = {path.resolve() for path in (results / "records").glob("*/*.json")}
+    planned = {job.output for job in plan.jobs if job.action == "run"}
+    assert committed, "results/scaling/prose has no records"
+    assert committed <= planned, committed - planned
+
+
 def test_smoke_sweep_has_enough_jobs_for_the_benchmark(tmp_path):
     plan = load_plan(REPO / "sweeps" / "smoke.yaml", tmp_path / "results", tmp_path / "work")
     assert len(plan.jobs) >= 8
