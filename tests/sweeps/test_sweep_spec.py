@@ -181,6 +181,9 @@ def test_scaling_sweep_plans_every_committed_scaling_record(tmp_path):
     assert len(cpu) == 9  # co-unlearn, ig and memsinks at seeds 0-2
     for path in cpu:
         assert path.read_bytes() == (REPO / "results" / "protocol" / "records" / "ts-repetition-cpu" / path.name).read_bytes()
+    # the rare-token head analysis at the largest size is the sweep's too
+    analyses = {path.resolve() for path in (results / "analyses").glob("*/*/*.json")}
+    assert analyses <= {job.output for job in plan.jobs if job.action == "analyze"}, analyses
 
 
 def test_prose_scaling_sweep_plans_every_committed_prose_record(tmp_path):
